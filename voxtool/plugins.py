@@ -1,0 +1,75 @@
+"""Task plugins from the entry-point group `voxtool.tasks`.
+
+A plugin is a `TaskPlugin`: its task name, a one-line summary, and the commands it adds to each verb
+(`{"prep": {"lipsync": fn}, "train": {"mouth": fn}}`). voxtool's own tasks register exactly like third-party
+ones. A plugin whose import fails is kept as a broken entry: `voxtool plugins` shows its error and every verb
+gets a command under its name that explains the failure instead of running.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+
+GROUP = "voxtool.tasks"
+VERBS = ("prep", "train", "ssl", "infer", "convert", "transcribe", "eval", "export")
+
+
+@dataclass
+class TaskPlugin:
+    name: str
+    summary: str
+    commands: dict[str, dict[str, Callable]] = field(default_factory=dict)
+    version: str | None = None
+    config: str | None = None  # "module:ConfigClass", used by `voxtool presets show` to fill in defaults
+
+    def __post_init__(self) -> None:
+        unknown = set(self.commands) - set(VERBS)
+        if unknown:
+            raise ValueError(f"plugin {self.name}: unknown verb(s) {sorted(unknown)}; verbs are {VERBS}")
+
+
+@dataclass
+class LoadedPlugin:
+    entry_point: str  # the entry point's name
+    source: str  # "module:attr"
+    distribution: str
+    version: str
+    plugin: TaskPlugin | None = None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.plugin is not None
+
+
+def _entry_points() -> list[metadata.EntryPoint]:
+    return sorted(metadata.entry_points(group=GROUP), key=lambda ep: ep.name)
+
+
+def discover() -> list[LoadedPlugin]:
+    """Load every plugin; failures become LoadedPlugin(error=...) and never raise."""
+    loaded: list[LoadedPlugin] = []
+    seen: set[str] = set()
+    for ep in _entry_points():
+        if ep.name in seen:  # the same distribution seen twice on sys.path
+            continue
+        seen.add(ep.name)
+        dist = getattr(ep, "dist", None)
+        dist_name = dist.metadata["Name"] if dist is not None else "?"
+        dist_version = dist.version if dist is not None else "?"
+        item = LoadedPlugin(ep.name, ep.value, dist_name, dist_version)
+        try:
+            obj = ep.load()
+            if callable(obj) and not isinstance(obj, TaskPlugin):
+                obj = obj()
+            if not isinstance(obj, TaskPlugin):
+                raise TypeError(f"{ep.value} is a {type(obj).__name__}, not a voxtool TaskPlugin")
+            item.plugin = obj
+            if obj.version:
+                item.version = obj.version
+        except Exception as e:  # a broken plugin must not break the CLI
+            item.error = f"{type(e).__name__}: {e}"
+        loaded.append(item)
+    return loaded

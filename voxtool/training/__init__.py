@@ -1,0 +1,1 @@
+"""One Trainer for every task (see docs/architecture.md for the TrainTask contract)."""

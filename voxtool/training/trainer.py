@@ -1,0 +1,317 @@
+"""The one Trainer: optimisation loop, schedules, EMA, validation, checkpoints, exact resume.
+
+Exact resume rests on one rule: everything random in step k is seeded from (seed, k, micro-step, rank).
+`TrainTask.sample_batch` gets a numpy Generator seeded that way and torch's global RNG is reseeded the same
+way before each step (dropout, augmentation). A run stopped at step k and resumed therefore reaches the same
+weights at step n as an uninterrupted one; no loader state has to be saved.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import random
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxtool import console, distributed
+from voxtool.errors import BadInput, Interrupted
+from voxtool.fileio import load_torch, save_torch_atomic
+from voxtool.training.config import TrainConfig
+from voxtool.training.ema import EMA
+from voxtool.training.logger import MetricLogger
+from voxtool.training.modelfile import save_model_file
+from voxtool.training.schedules import build_scheduler
+from voxtool.training.task import RunEnv, StepContext, TrainTask
+
+CHECKPOINT_FORMAT = "voxtool-checkpoint"
+
+
+def step_seed(seed: int, step: int, micro: int, rank: int) -> int:
+    return int(np.random.SeedSequence([seed, step, micro, rank]).generate_state(1)[0])
+
+
+def unwrap(module: torch.nn.Module) -> torch.nn.Module:
+    return module.module if hasattr(module, "module") and isinstance(
+        module, torch.nn.parallel.DistributedDataParallel) else module
+
+
+class Trainer:
+    def __init__(self, task: TrainTask, cfg: TrainConfig, env: RunEnv, run_dir: Path | None,
+                 config_dict: dict[str, Any] | None = None):
+        self.task = task
+        self.cfg = cfg
+        self.env = env
+        self.run_dir = run_dir
+        self.config_dict = config_dict or {}
+        self.step = 0
+        self.best: dict[str, Any] = {"metric": None, "value": None, "step": None}
+        self.last_metrics: dict[str, float] = {}
+        self._stop_signal: int | None = None
+
+        self.modules = task.modules()
+        if "model" not in self.modules:
+            raise ValueError("TrainTask.modules() must contain 'model'")
+        for m in self.modules.values():
+            m.to(env.device)
+        self.optimizers = task.configure_optimizers()
+        self.schedulers = {k: build_scheduler(o, cfg) for k, o in self.optimizers.items()}
+        self.ema = EMA(self.modules["model"], cfg.ema_decay) if cfg.ema_decay > 0 else None
+        use_scaler = env.precision == "16" and env.device.type == "cuda"
+        self.scaler = torch.amp.GradScaler(env.device.type, enabled=use_scaler)
+        self.wrapped = dict(self.modules)
+        self.logger = MetricLogger(run_dir, enabled=env.is_rank0)
+        if task.manual_optimization and cfg.grad_accum > 1:
+            raise BadInput(None, "train.grad_accum > 1 is not supported by this task (manual optimisation)")
+
+    # ----------------------------------------------------------------- checkpoints
+    def state_dict(self) -> dict[str, Any]:
+        self._optimizers_mode("train")
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "task": self.task.name,
+            "step": self.step,
+            "modules": {k: unwrap(m).state_dict() for k, m in self.modules.items()},
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "ema": self.ema.shadow.state_dict() if self.ema is not None else None,
+            "scaler": self.scaler.state_dict(),
+            "best": dict(self.best),
+            "rng": {"torch": torch.get_rng_state(), "python": random.getstate()},
+            "config": self.config_dict,
+        }
+
+    def load_state_dict(self, state: dict[str, Any], source: Path) -> None:
+        if state.get("format") != CHECKPOINT_FORMAT or state.get("task") != self.task.name:
+            raise BadInput(source, f"not a {self.task.name} training checkpoint")
+        for k, m in self.modules.items():
+            unwrap(m).load_state_dict(state["modules"][k])
+        for k, o in self.optimizers.items():
+            o.load_state_dict(state["optimizers"][k])
+        for k, s in self.schedulers.items():
+            s.load_state_dict(state["schedulers"][k])
+        if self.ema is not None and state.get("ema") is not None:
+            self.ema.shadow.load_state_dict(state["ema"])
+        if state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.best = dict(state.get("best") or self.best)
+        torch.set_rng_state(state["rng"]["torch"])
+        random.setstate(state["rng"]["python"])
+
+    def save(self, name: str) -> None:
+        if self.env.is_rank0 and self.run_dir is not None:
+            save_torch_atomic(self.state_dict(), self.run_dir / name)
+
+    def resume(self) -> None:
+        path = self.run_dir / "last.pt"
+        if not path.is_file():
+            raise BadInput(path, "cannot resume: no last.pt in this run folder")
+        self.load_state_dict(load_torch(path, map_location=self.env.device), path)
+
+    def eval_model(self) -> torch.nn.Module:
+        return self.ema.shadow if self.ema is not None else unwrap(self.modules["model"])
+
+    def save_model_file(self, metrics: dict[str, float]) -> None:
+        if not (self.env.is_rank0 and self.run_dir is not None):
+            return
+        model = self.eval_model()
+        meta = {"step": self.step, "metrics": metrics, **self.task.deployable(model)}
+        save_model_file(self.run_dir / "model.pt", self.task.name, self.config_dict, model.state_dict(), meta)
+
+    # ----------------------------------------------------------------- optimisation
+    def _optimizers_mode(self, mode: str) -> None:
+        for o in self.optimizers.values():  # schedule-free optimisers keep separate train/eval weights
+            if callable(getattr(o, "train", None)) and callable(getattr(o, "eval", None)):
+                getattr(o, mode)()
+
+    def _params(self, name: str):
+        return [p for g in self.optimizers[name].param_groups for p in g["params"]]
+
+    def optimize(self, loss: torch.Tensor, name: str = "model") -> None:
+        opt = self.optimizers[name]
+        self.scaler.scale(loss).backward()
+        self._clip_and_step(opt, self._params(name))
+
+    def _clip_and_step(self, opt, params) -> None:
+        if self.cfg.grad_clip > 0:
+            self.scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+        self.scaler.step(opt)
+        self.scaler.update()
+        opt.zero_grad(set_to_none=True)
+
+    def _seed_step(self, micro: int) -> np.random.Generator:
+        seed = step_seed(self.env.seed, self.step, micro, self.env.rank)
+        torch.manual_seed(seed)
+        random.seed(seed)
+        return np.random.default_rng(seed)
+
+    def train_step(self) -> dict[str, float]:
+        ctx = StepContext(self.step, self.wrapped["model"], self.wrapped, self.ema.shadow if self.ema else None,
+                          self.env, self)
+        for m in self.modules.values():
+            m.train()
+        logged: dict[str, float] = {}
+        accum = self.cfg.grad_accum
+        for micro in range(accum):
+            rng = self._seed_step(micro)
+            batch = self.task.sample_batch(self.step, rng) if accum == 1 else self.task.sample_batch(
+                self.step * accum + micro, rng)
+            sync = micro == accum - 1 or self.env.world_size == 1
+            no_sync = contextlib.nullcontext() if sync else contextlib.ExitStack()
+            if not sync:
+                for m in self.wrapped.values():
+                    if hasattr(m, "no_sync"):
+                        no_sync.enter_context(m.no_sync())
+            with no_sync:
+                if self.task.manual_optimization:
+                    out = self.task.training_step(batch, ctx)
+                else:
+                    with ctx.autocast():
+                        out = self.task.training_step(batch, ctx)
+                    loss = out["loss"]
+                    if not torch.isfinite(loss):
+                        raise FloatingPointError(f"loss is {loss.item()} at step {self.step}")
+                    self.scaler.scale(loss / accum).backward()
+            for k, v in out.items():
+                logged[k] = logged.get(k, 0.0) + float(v.detach() if torch.is_tensor(v) else v) / accum
+        if not self.task.manual_optimization:
+            params = self._params("model")
+            self._clip_and_step(self.optimizers["model"], params)
+        for s in self.schedulers.values():
+            s.step()
+        if self.ema is not None:
+            self.ema.update(unwrap(self.modules["model"]))
+        self.task.after_optimizer_step(ctx)
+        self.step += 1
+        logged["lr"] = self.optimizers["model"].param_groups[0]["lr"] if "model" in self.optimizers else 0.0
+        return logged
+
+    # ----------------------------------------------------------------- validation
+    def validate(self) -> dict[str, float]:
+        metrics: dict[str, float] = {}
+        if self.env.is_rank0:
+            # schedule-free's train->eval->train swap is not bit-exact; keep the training weights as they were
+            # so that validating (or not) at a step never changes the trajectory (exact resume)
+            train_weights = [p.detach().clone() for o in self.optimizers.values() if callable(getattr(o, "eval", None))
+                             for g in o.param_groups for p in g["params"]]
+            self._optimizers_mode("eval")
+            model = self.eval_model()
+            was_training = model.training
+            model.eval()
+            with torch.no_grad():
+                metrics = {k: float(v) for k, v in self.task.validate(model).items()}
+            model.train(was_training)
+            self.logger.log(self.step, metrics)
+            name, mode = self.task.best_metric()
+            value = metrics.get(name)
+            improved = value is not None and math.isfinite(value) and (
+                self.best["value"] is None or (value > self.best["value"] if mode == "max" else value < self.best["value"]))
+            if improved:
+                self.best = {"metric": name, "value": value, "step": self.step}
+            if improved or self.best["value"] is None:
+                self.save_model_file(metrics)  # the deployable file follows the best (or latest) weights
+            self._optimizers_mode("train")
+            if train_weights:
+                params = [p for o in self.optimizers.values() if callable(getattr(o, "eval", None))
+                          for g in o.param_groups for p in g["params"]]
+                with torch.no_grad():
+                    for p, w in zip(params, train_weights):
+                        p.copy_(w)
+            if improved:
+                self.save("best.pt")
+        distributed.barrier()
+        self.best = distributed.broadcast_object(self.best)
+        self.last_metrics = metrics
+        return metrics
+
+    # ----------------------------------------------------------------- loop
+    def _install_signals(self):
+        previous = {}
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # second Ctrl-C: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            try:
+                previous[sig] = signal.signal(sig, handler)
+            except ValueError:  # not the main thread
+                pass
+        return previous
+
+    def _should_stop(self) -> bool:
+        flag = 1.0 if self._stop_signal is not None else 0.0
+        if self.env.world_size > 1 and distributed.is_initialized():
+            import torch.distributed as dist
+
+            t = torch.tensor([flag], device=self.env.device)
+            dist.all_reduce(t, op=dist.ReduceOp.MAX)
+            flag = float(t.item())
+        return flag > 0
+
+    def wrap_ddp(self) -> None:
+        if self.env.world_size > 1 and distributed.is_initialized():
+            from torch.nn.parallel import DistributedDataParallel as DDP
+
+            ids = [self.env.device.index] if self.env.device.type == "cuda" else None
+            self.wrapped = {
+                k: DDP(m, device_ids=ids) if any(p.requires_grad for p in m.parameters()) else m
+                for k, m in self.modules.items()
+            }
+
+    def fit(self, resume: bool = False) -> dict[str, Any]:
+        if resume:
+            self.resume()
+        self.wrap_ddp()
+        self._optimizers_mode("train")
+        cfg = self.cfg
+        previous = self._install_signals()
+        start_step, t0 = self.step, time.perf_counter()
+        window: dict[str, float] = {}
+        n_window = 0
+        try:
+            with console.progress(cfg.steps, f"train {self.task.name}", loss=float("nan"), lr=0.0,
+                                  **{"steps/s": 0.0}) as advance:
+                advance(start_step)
+                while self.step < cfg.steps:
+                    logged = self.train_step()
+                    for k, v in logged.items():
+                        window[k] = window.get(k, 0.0) + v
+                    n_window += 1
+                    rate = (self.step - start_step) / max(1e-9, time.perf_counter() - t0)
+                    advance(1, loss=logged.get("loss", float("nan")), lr=logged["lr"], **{"steps/s": rate})
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        means = {f"train/{k}": v / n_window for k, v in window.items()}
+                        means = distributed.all_reduce_mean(means, self.env.device)
+                        self.logger.log(self.step, means)
+                        window, n_window = {}, 0
+                    if self.step % cfg.valid_every == 0 or self.step == cfg.steps:
+                        metrics = self.validate()
+                        if not console.progress_enabled():
+                            shown = " ".join(f"{k} {v:.4g}" for k, v in metrics.items())
+                            console.log(f"step {self.step}/{cfg.steps} loss {logged.get('loss', float('nan')):.4g} "
+                                        f"{shown}")
+                    if cfg.save_every and self.step % cfg.save_every == 0:
+                        self.save(f"step_{self.step:08d}.pt")
+                    if self.step % cfg.valid_every == 0 or self.step == cfg.steps:
+                        self.save("last.pt")
+                    if self._should_stop():
+                        self.save("last.pt")
+                        distributed.barrier()
+                        raise Interrupted(f"stopped at step {self.step}; state saved to last.pt "
+                                          "(continue with --resume)")
+            self.save("last.pt")
+            distributed.barrier()
+        finally:
+            for sig, h in previous.items():
+                signal.signal(sig, h)
+            self.logger.close()
+        return {"step": self.step, "best": self.best, "metrics": self.last_metrics}
