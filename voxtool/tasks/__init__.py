@@ -1,0 +1,1 @@
+"""Task plugins shipped with voxtool (registered through the `voxtool.tasks` entry-point group)."""
