@@ -1,0 +1,144 @@
+"""`mouth` task commands: prep lipsync, train mouth, infer mouth, eval mouth.
+
+Thin wrappers: the work is in data.py, train.py and infer.py. No heavy imports at module level.
+"""
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from voxtool.options import TrainOptions, common_flags, train_command
+from voxtool.plugins import TaskPlugin
+
+
+@common_flags
+def prep_lipsync(
+    src: Annotated[Path, typer.Argument(help="Folder of LipsSync takes (<speaker>/<take>/ or <take>/).")],
+    out: Annotated[Path, typer.Argument(help="Output dataset folder.")],
+    target: Annotated[
+        str, typer.Option(help="jaw-minus-close | jaw | close | jaw-times-open | lips-distance")
+    ] = "jaw-minus-close",
+    unseen: Annotated[
+        Path | None, typer.Option(help="List of audio paths (relative to SRC) of unseen singers.")
+    ] = None,
+    valid: Annotated[Path | None, typer.Option(help="Validation list (default: SRC/valid.txt if present).")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="Takes processed in parallel.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Rebuild takes already prepared.")] = False,
+    strict: Annotated[bool, typer.Option(help="A bad take is an error instead of being skipped.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """LipsSync takes (audio.wav + mouth_data.csv) -> a prepared mouth dataset."""
+    from voxtool.console import emit_json, log, print_table, progress
+    from voxtool.tasks.mouth.data import prepare_lipsync
+
+    totals: dict[str, int] = {}
+    with progress(None, "prep lipsync") as advance:
+        summary = prepare_lipsync(
+            src, out, target=target, unseen_list=unseen, valid_list=valid, workers=workers, overwrite=overwrite,
+            strict=strict, log=log, advance=advance, on_total=lambda n: totals.update(n=n),
+        )  # fmt: skip
+    if json_out:
+        emit_json({
+            "out": str(summary.out), "takes": summary.takes, "hours": summary.seconds / 3600,
+            "speakers": summary.speakers, "frames": summary.frames, "splits": summary.splits,
+            "reused": summary.reused, "layout": summary.layout,
+            "skipped": [{"path": p, "reason": r} for p, r in summary.skipped],
+        })  # fmt: skip
+        return
+    rows = [
+        ["takes", summary.takes], ["hours", round(summary.seconds / 3600, 4)], ["speakers", summary.speakers],
+        ["frames", summary.frames], *[[f"{k} takes", v] for k, v in summary.splits.items()],
+        ["already prepared (reused)", summary.reused], ["skipped", len(summary.skipped)],
+    ]  # fmt: skip
+    print_table(f"prep lipsync -> {summary.out}", ["", "value"], rows)
+    if summary.skipped:
+        print_table("skipped takes", ["path", "reason"], [[p, r] for p, r in summary.skipped])
+
+
+@train_command
+def train(
+    data: Annotated[Path, typer.Argument(help="Prepared dataset (from `voxtool prep lipsync`).")],
+    variant: Annotated[str | None, typer.Option(help="Loss: huber (default) | mse | r-drop.")] = None,
+    *,
+    opts: TrainOptions,
+) -> None:
+    """Train the mouth-opening model (R^3-MOE BiLSTM) on a prepared dataset."""
+    from voxtool.errors import BadInput
+    from voxtool.tasks.mouth.train import VARIANTS, MouthConfig, MouthTrainTask
+    from voxtool.training.run import train_from_options
+
+    overrides = []
+    if variant is not None:
+        if variant not in VARIANTS:
+            raise BadInput(None, f"--variant {variant!r}: choose from {', '.join(VARIANTS)}")
+        overrides.append(f'loss.variant="{variant}"')
+    train_from_options(MouthTrainTask, MouthConfig, data, opts, default_preset="mouth", overrides=overrides)
+
+
+@common_flags
+def infer(
+    inputs: Annotated[list[str], typer.Argument(help="Audio files, folders (mirrored) or globs.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="model.pt or a run folder.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (one input) or folder.")] = None,
+    fps: Annotated[float | None, typer.Option(help="Output frame rate (default: the model's 50).")] = None,
+    fmt: Annotated[
+        str | None, typer.Option("--format", help="csv | npy | json (default: from --out, else csv).")
+    ] = None,
+    smooth: Annotated[float, typer.Option(help="Half-sine smoothing width in seconds (0 = off).")] = 0.0,
+    clip: Annotated[bool, typer.Option("--clip", help="Clip the curve to [0, 1].")] = False,
+    plot: Annotated[Path | None, typer.Option(help="PNG of mel + curve (a folder with several inputs).")] = None,
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|mps|xpu|npu|sdaa[:N]")] = "cpu",
+    chunk_seconds: Annotated[float, typer.Option(min=2.0, help="Audio per model chunk (memory bound).")] = 60.0,
+    skip_existing: Annotated[bool, typer.Option(help="Skip inputs whose output exists.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print what was written as JSON on stdout.")] = False,
+) -> None:
+    """Audio -> mouth-opening curve (time,mouth_opening) with a trained model."""
+    from voxtool.console import emit_json, log, progress
+    from voxtool.tasks.mouth.infer import infer_files
+
+    with progress(None, "infer mouth") as advance:
+        results = infer_files(
+            inputs, out, model, fps=fps, fmt=fmt, smooth=smooth, clip=clip, plot=plot, device=device,
+            skip_existing=skip_existing, chunk_seconds=chunk_seconds, advance=advance,
+        )  # fmt: skip
+    if json_out:
+        emit_json(results)
+    else:
+        for r in results:
+            log(f"{r['input']} -> {r['output']} ({r['frames']} frames at {r['fps']:g} fps)")
+
+
+@common_flags
+def evaluate(
+    data: Annotated[Path, typer.Argument(help="Prepared dataset.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="model.pt or a run folder.")],
+    split: Annotated[str, typer.Option(help="valid | unseen | train")] = "valid",
+    device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|...")] = "cpu",
+    json_out: Annotated[bool, typer.Option("--json", help="Metrics as JSON on stdout.")] = False,
+) -> None:
+    """Metrics (MSE, MAE, R2, Pearson r) of a model on a dataset split."""
+    from voxtool.console import emit_json, print_table
+    from voxtool.errors import BadInput
+    from voxtool.tasks.mouth.infer import evaluate_dataset
+
+    if split not in ("train", "valid", "unseen"):
+        raise BadInput(None, f"--split {split!r}: choose valid, unseen or train")
+    metrics = evaluate_dataset(model, data, split, device)
+    if json_out:
+        emit_json({"split": split, **metrics})
+    else:
+        print_table(f"mouth eval ({split})", ["metric", "value"], [[k, v] for k, v in metrics.items()])
+
+
+plugin = TaskPlugin(
+    name="mouth",
+    summary="R^3-MOE mouth-opening curves from singing (LipsSync data, BiLSTM regression)",
+    commands={
+        "prep": {"lipsync": prep_lipsync},
+        "train": {"mouth": train},
+        "infer": {"mouth": infer},
+        "eval": {"mouth": evaluate},
+    },
+    config="voxtool.tasks.mouth.train:MouthConfig",
+)

@@ -1,0 +1,331 @@
+"""Mouth-opening curves from audio (`voxtool infer mouth`, `voxtool eval mouth`).
+
+Layers: `load_predictor(path)` -> `predict(audio, sr, predictor)` (native 50 fps frames) -> `predict_file` /
+`curve_on_grid` (resampled, smoothed, clipped) -> `infer_files` (many inputs to many outputs, one model load).
+
+Long audio is processed in chunks so memory stays flat with duration:
+1. the log-mel is computed chunk by chunk from a once-padded waveform (identical to the whole-file front-end);
+2. GroupNorm statistics of the first conv layer are gathered over the whole file in a first pass, so the
+   convolutional front is exactly the whole-file one;
+3. the BiLSTM runs on chunks of `chunk_frames` with `context_frames` of extra audio on both sides, and only each
+   chunk's core is kept, so seams see the same past and future context as whole-file inference would, up to the
+   LSTM's (short) memory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from voxtool.errors import BadInput
+from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, MouthModelConfig
+
+DEFAULT_CHUNK_FRAMES = 3000  # 60 s
+DEFAULT_CONTEXT_FRAMES = 250  # 5 s either side
+FORMATS = ("csv", "npy", "json")
+
+
+@dataclass
+class MouthPredictor:
+    """A loaded model with the feature settings it was trained on."""
+
+    model: BiLSTMCurveEstimator
+    mel_cfg: Any  # voxtool.audio.mel.MelConfig
+    device: torch.device
+    meta: dict[str, Any]
+
+    @property
+    def fps(self) -> float:
+        return self.mel_cfg.sample_rate / self.mel_cfg.hop_length
+
+
+def load_predictor(path: str | Path, device: str = "cpu") -> MouthPredictor:
+    """A `model.pt` or run folder -> MouthPredictor on `device` (auto|cpu|cuda...)."""
+    from voxtool.audio.mel import MelConfig
+    from voxtool.devices import resolve_device
+    from voxtool.training.modelfile import load_model_file
+
+    mf = load_model_file(path, task="mouth")
+    try:
+        model_cfg = MouthModelConfig.model_validate(mf.config.get("model", {}))
+        mel_cfg = MelConfig.model_validate(mf.meta["mel"])
+        vmin, vmax = mf.meta["value_range"]
+    except Exception as e:
+        raise BadInput(mf.path, f"model file lacks mouth settings ({type(e).__name__})") from None
+    dev = resolve_device(device).torch
+    model = BiLSTMCurveEstimator(model_cfg, vmin, vmax)
+    state = {k.removeprefix("module."): v for k, v in mf.state_dict.items()}
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or [k for k in unexpected if not k.startswith("k_filter")]:  # the original's speaker gains are unused
+        raise BadInput(mf.path, f"weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    model.to(dev).eval()
+    return MouthPredictor(model, mel_cfg, dev, dict(mf.meta))
+
+
+# --------------------------------------------------------------------------------------------- features
+
+
+def _frame_config(mel_cfg):
+    """The same front-end reading pre-padded frames (no padding of its own), for chunked computation."""
+    return mel_cfg.model_copy(update={"center": False, "pad": 0})
+
+
+def compute_mel(audio: np.ndarray, mel_cfg, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> np.ndarray:
+    """(N,) float32 at mel_cfg.sample_rate -> (T, n_mels) float32, chunk by chunk, equal to LogMel(whole)."""
+    from voxtool.audio.mel import LogMel
+
+    n_fft, hop = mel_cfg.n_fft, mel_cfg.hop_length
+    need = mel_cfg.pad + (n_fft // 2 if mel_cfg.center else 0) + 1
+    if len(audio) < need:
+        raise BadInput(None, f"audio too short ({len(audio)} samples; at least {need} needed)")
+    padded = np.asarray(audio, dtype=np.float32)
+    if mel_cfg.pad:
+        padded = np.pad(padded, mel_cfg.pad, mode="reflect")
+    if mel_cfg.center:
+        padded = np.pad(padded, n_fft // 2, mode="reflect" if mel_cfg.pad_mode == "reflect" else "constant")
+    n_frames = mel_cfg.n_frames(len(audio))
+    front = LogMel(_frame_config(mel_cfg))
+    out = np.empty((n_frames, mel_cfg.n_mels), dtype=np.float32)
+    with torch.no_grad():
+        for a in range(0, n_frames, chunk_frames):
+            b = min(n_frames, a + chunk_frames)
+            seg = torch.from_numpy(padded[a * hop : (b - 1) * hop + n_fft])
+            out[a:b] = front(seg).T.numpy()
+    return out
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+@torch.no_grad()
+def predict_mel(
+    pred: MouthPredictor,
+    mel: np.ndarray,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    context_frames: int = DEFAULT_CONTEXT_FRAMES,
+) -> np.ndarray:
+    """(T, n_mels) log-mel -> (T,) curve in target units; chunked when T > chunk_frames."""
+    model, dev = pred.model, pred.device
+    t = mel.shape[0]
+    if t <= chunk_frames:
+        return model.infer(torch.from_numpy(mel).to(dev)[None])[0].float().cpu().numpy()
+    # pass 1: GroupNorm statistics of the first conv layer over the whole file (1-frame halo for the k3 conv)
+    stats = None
+    for a in range(0, t, chunk_frames):
+        b = min(t, a + chunk_frames)
+        lo, hi = max(0, a - 1), min(t, b + 1)
+        h = model.front(torch.from_numpy(mel[lo:hi]).to(dev)[None])[..., a - lo : a - lo + (b - a)]
+        s = model.group_stats(h)
+        stats = s if stats is None else stats + s
+    # pass 2: chunks with context on both sides, keep the cores
+    out = np.empty(t, dtype=np.float32)
+    for a in range(0, t, chunk_frames):
+        b = min(t, a + chunk_frames)
+        lo, hi = max(0, a - context_frames), min(t, b + context_frames)
+        y = model.infer(torch.from_numpy(mel[lo:hi]).to(dev)[None], stats)[0]
+        out[a:b] = y[a - lo : a - lo + (b - a)].float().cpu().numpy()
+    return out
+
+
+@dataclass
+class Prediction:
+    """Native-rate output: frame_times (T,) s (true frame centres), curve (T,), mel (T, n_mels), duration s."""
+
+    frame_times: np.ndarray
+    curve: np.ndarray
+    mel: np.ndarray
+    duration: float
+
+
+def predict(
+    audio: np.ndarray,
+    sr: int,
+    pred: MouthPredictor,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    context_frames: int = DEFAULT_CONTEXT_FRAMES,
+) -> Prediction:
+    """Mono audio (N,) at `sr` -> curve at the model's frame rate (50 fps)."""
+    from voxtool.audio.io import resample
+
+    target_sr = pred.mel_cfg.sample_rate
+    audio = np.asarray(audio, dtype=np.float32)
+    if audio.ndim == 2:
+        audio = audio.mean(axis=1)
+    audio = resample(audio, sr, target_sr)
+    mel = compute_mel(audio, pred.mel_cfg, chunk_frames)
+    curve = predict_mel(pred, mel, chunk_frames, context_frames)
+    return Prediction(pred.mel_cfg.frame_times(len(curve)), curve, mel, len(audio) / target_sr)
+
+
+def smooth_half_sine(values: np.ndarray, fps: float, seconds: float) -> np.ndarray:
+    """Convolve with a normalised half-sine window `seconds` wide, edges replicated (the original's baker UI)."""
+    k = int(round(seconds * fps))
+    if k < 2:
+        return values
+    kernel = np.sin(np.pi * (np.arange(k) + 0.5) / k)
+    kernel /= kernel.sum()
+    left, right = k // 2, k - 1 - k // 2
+    padded = np.concatenate([np.full(left, values[0]), values, np.full(right, values[-1])])
+    return np.convolve(padded, kernel, mode="valid").astype(np.float32)
+
+
+def curve_on_grid(
+    p: Prediction, fps: float | None = None, smooth: float = 0.0, clip: bool = False, native_fps: float = 50.0
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """Resample a prediction onto t_j = j / fps for j = 0..floor(duration * fps) -> (times, values, fps)."""
+    fps = float(fps or native_fps)
+    values = smooth_half_sine(p.curve, native_fps, smooth) if smooth > 0 else p.curve
+    n = int(np.floor(p.duration * fps + 1e-9)) + 1
+    times = np.arange(n) / fps
+    out = np.interp(times, p.frame_times, values).astype(np.float32)
+    if clip:
+        out = np.clip(out, 0.0, 1.0)
+    return times, out, fps
+
+
+# --------------------------------------------------------------------------------------------- outputs
+
+
+def write_curve(path: Path, times: np.ndarray, values: np.ndarray, fps: float, fmt: str) -> None:
+    """Atomically write `time,mouth_opening` CSV, a float32 .npy, or JSON {"fps": N, "data": [...]}."""
+    from voxtool.fileio import atomic_write
+
+    if fmt == "csv":
+        with atomic_write(path, "w", encoding="utf-8", newline="") as f:
+            f.write("time,mouth_opening\n")
+            f.writelines(f"{t:.6f},{v:.6f}\n" for t, v in zip(times, values))
+    elif fmt == "npy":
+        with atomic_write(path) as f:
+            np.save(f, values.astype(np.float32))
+    elif fmt == "json":
+        fps_out: float | int = int(fps) if float(fps).is_integer() else fps
+        with atomic_write(path, "w", encoding="utf-8") as f:
+            json.dump({"fps": fps_out, "data": [round(float(v), 6) for v in values]}, f)
+    else:
+        raise BadInput(None, f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+
+
+def plot_curve(path: Path, p: Prediction, times: np.ndarray, values: np.ndarray, title: str = "") -> None:
+    """PNG: the log-mel spectrogram above the curve, sharing the time axis."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from voxtool.fileio import atomic_path
+
+    fig, (ax_mel, ax_curve) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, height_ratios=[3, 2])
+    extent = (float(p.frame_times[0]), float(p.frame_times[-1]), 0, p.mel.shape[1])
+    ax_mel.imshow(p.mel.T, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    ax_mel.set_ylabel("mel bin")
+    ax_mel.set_title(title)
+    ax_curve.plot(times, values, color="tab:blue", lw=1.2, label="mouth opening")
+    ax_curve.set_xlabel("time (s)")
+    ax_curve.set_ylabel("opening")
+    ax_curve.set_xlim(0, p.duration)
+    ax_curve.grid(alpha=0.3)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
+    plt.close(fig)
+
+
+def format_for(out: Path | None, fmt: str | None) -> str:
+    if fmt:
+        if fmt not in FORMATS:
+            raise BadInput(None, f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+        return fmt
+    if out is not None and out.suffix.lower().lstrip(".") in FORMATS:
+        return out.suffix.lower().lstrip(".")
+    return "csv"
+
+
+def infer_files(
+    inputs: list[str],
+    out: Path | None,
+    model_path: str | Path,
+    fps: float | None = None,
+    fmt: str | None = None,
+    smooth: float = 0.0,
+    clip: bool = False,
+    plot: Path | None = None,
+    device: str = "cpu",
+    skip_existing: bool = False,
+    chunk_seconds: float = 60.0,
+    advance=None,
+) -> list[dict[str, Any]]:
+    """Every input (files, directories, globs) -> one curve file each; the model is loaded once."""
+    from voxtool.audio.io import load_audio
+    from voxtool.inputs import expand_inputs
+
+    if fps is not None and fps <= 0:
+        raise BadInput(None, "--fps must be positive")
+    if smooth < 0:
+        raise BadInput(None, "--smooth must be >= 0 seconds")
+    fmt = format_for(out, fmt)
+    jobs = expand_inputs(inputs, out, f".{fmt}", skip_existing=skip_existing)
+    if not jobs:
+        return []
+    pred = load_predictor(model_path, device)
+    chunk_frames = max(100, int(chunk_seconds * pred.fps))
+    results = []
+    for job in jobs:
+        audio = load_audio(job.src, sr=pred.mel_cfg.sample_rate)
+        try:
+            p = predict(audio, pred.mel_cfg.sample_rate, pred, chunk_frames)
+        except BadInput as e:
+            raise BadInput(job.src, e.problem) from None
+        times, values, out_fps = curve_on_grid(p, fps, smooth, clip, pred.fps)
+        write_curve(job.dst, times, values, out_fps, fmt)
+        plotted = None
+        if plot is not None:
+            plotted = plot if len(jobs) == 1 and plot.suffix.lower() == ".png" else _plot_path(plot, job, out)
+            plot_curve(plotted, p, times, values, title=job.src.name)
+        results.append(
+            {
+                "input": str(job.src),
+                "output": str(job.dst),
+                "frames": len(values),
+                "fps": out_fps,
+                "seconds": round(p.duration, 4),
+                "plot": None if plotted is None else str(plotted),
+            }
+        )
+        if advance:
+            advance(1)
+    return results
+
+
+def _plot_path(plot_dir: Path, job, out: Path | None) -> Path:
+    """With several inputs `--plot` is a folder mirroring the outputs' layout."""
+    if out is not None and out in job.dst.parents:
+        return plot_dir / job.dst.relative_to(out).with_suffix(".png")
+    return plot_dir / f"{job.dst.stem}.png"
+
+
+# --------------------------------------------------------------------------------------------- eval
+
+
+def evaluate_dataset(model_path: str | Path, data: Path, split: str = "valid", device: str = "cpu") -> dict[str, float]:
+    """Metrics of a model on a prepared dataset split (whole files, as the training validation)."""
+    from voxtool.tasks.mouth.data import MouthDataset
+    from voxtool.tasks.mouth.metrics import curve_metrics
+
+    pred = load_predictor(model_path, device)
+    ds = MouthDataset(data)
+    if ds.meta.get("mel") != pred.mel_cfg.model_dump():
+        raise BadInput(data, "dataset features differ from the model's (prepared with other mel settings)")
+    items = ds.load_split(split)
+    if not items:
+        raise BadInput(data, f"split '{split}' is empty")
+    preds = [predict_mel(pred, it.mel) for it in items]
+    lo, hi = pred.model.value_range.tolist()
+    metrics = curve_metrics(preds, [it.curve for it in items], lo, hi)
+    metrics["files"] = len(items)
+    metrics["frames"] = int(sum(len(it.curve) for it in items))
+    return metrics

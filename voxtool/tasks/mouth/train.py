@@ -1,0 +1,172 @@
+"""Supervised training of the mouth-opening estimator (`voxtool train mouth`).
+
+Variants (`loss.variant`, `--variant`): `huber` (the original's default, delta 1), `mse`, `r-drop` (two dropout
+passes, the supervised loss on both plus `r_drop_weight` x Huber between them). Each step draws `batch_size`
+random `crop_frames` crops (files weighted by length), with volume augmentation on the log-mel.
+
+The pieces an SSL (Mean Teacher) task needs are separate and reusable: `CropSampler` (labeled or not),
+`augment_volume`, `masked_loss`, `evaluate_items`, and the Trainer's EMA copy can serve as the teacher.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from voxtool.errors import BadInput
+from voxtool.presets import StrictModel
+from voxtool.tasks.mouth.data import CropSampler, Item, MouthDataset, augment_volume
+from voxtool.tasks.mouth.metrics import curve_metrics
+from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, MouthModelConfig, build_model
+from voxtool.training.config import TrainConfig
+from voxtool.training.task import RunEnv, StepContext, TrainTask
+
+VARIANTS = ("huber", "mse", "r-drop")
+
+
+class MouthDataConfig(StrictModel):
+    crop_frames: int = Field(128, ge=8)
+    volume_p: float = Field(0.5, ge=0, le=1, description="probability of a random gain per crop")
+    volume_shift: float = Field(3.0, ge=0, description="max |gain| in natural-log units (3 ~ 26 dB)")
+    mel_floor: float = Field(-12.0, description="log-mel floor after augmentation")
+    valid_max_frames: int = Field(0, ge=0, description="cap frames per validation file (0 = whole file)")
+
+
+class MouthLossConfig(StrictModel):
+    variant: Literal["huber", "mse", "r-drop"] = "huber"
+    huber_delta: float = Field(1.0, gt=0)
+    r_drop_weight: float = Field(0.5, ge=0)
+
+
+class MouthConfig(StrictModel):
+    model: MouthModelConfig = MouthModelConfig()
+    data: MouthDataConfig = MouthDataConfig()
+    loss: MouthLossConfig = MouthLossConfig()
+    train: TrainConfig = TrainConfig(
+        batch_size=16, lr=5e-4, optimizer="schedulefree", grad_clip=1.0, best_metric="valid/pearson", best_mode="max"
+    )
+
+
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str, delta: float = 1.0):
+    """Mean over valid frames of Huber(delta) or squared error. pred, target, mask (B, T)."""
+    if kind == "mse":
+        per = (pred - target) ** 2
+    else:
+        per = torch.nn.functional.huber_loss(pred, target, reduction="none", delta=delta)
+    return (per * mask).sum() / mask.sum().clamp_min(1.0)
+
+
+@torch.no_grad()
+def predict_items(model: BiLSTMCurveEstimator, items: list[Item], device, max_frames: int = 0) -> list[np.ndarray]:
+    """Whole-file predictions (T_i,) in target units, one file at a time (as the original validates)."""
+    out = []
+    for item in items:
+        mel = item.mel[:max_frames] if max_frames else item.mel
+        x = torch.from_numpy(mel).to(device)[None]
+        out.append(model.infer(x)[0].float().cpu().numpy())
+    return out
+
+
+def evaluate_items(model: BiLSTMCurveEstimator, items: list[Item], device, max_frames: int = 0) -> dict[str, float]:
+    preds = predict_items(model, items, device, max_frames)
+    targets = [(it.curve[:max_frames] if max_frames else it.curve) for it in items]
+    lo, hi = (float(v) for v in model.value_range.tolist())
+    return curve_metrics(preds, targets, lo, hi)
+
+
+class MouthTrainTask(TrainTask):
+    name = "mouth"
+
+    def __init__(self, config: MouthConfig, data: Path, env: RunEnv):
+        super().__init__(config, data, env)
+        if data is None:
+            raise BadInput(None, "give the prepared dataset folder (from `voxtool prep lipsync`)")
+        self.dataset = MouthDataset(data)
+        mel_meta = self.dataset.meta.get("mel", {})
+        if mel_meta.get("n_mels", config.model.n_mels) != config.model.n_mels:
+            raise BadInput(data, f"dataset has {mel_meta.get('n_mels')} mel bins, model.n_mels is "
+                                 f"{config.model.n_mels}")  # fmt: skip
+        if config.loss.variant == "r-drop" and config.model.conv_dropout <= 0:
+            raise BadInput(None, "--variant r-drop needs model.conv_dropout > 0: the dropout is what makes the "
+                                 "two passes differ")  # fmt: skip
+        if config.model.conv_dims % config.model.n_groups:
+            raise BadInput(None, "model.conv_dims must be divisible by model.n_groups")
+        vmin, vmax = self.dataset.norm_range
+        if config.model.vmin is None:
+            config.model.vmin = vmin
+        if config.model.vmax is None:
+            config.model.vmax = vmax
+        if not config.model.vmax > config.model.vmin:
+            raise BadInput(None, "model.vmax must be greater than model.vmin")
+        train_items = self.dataset.load_split("train")
+        if not train_items:
+            raise BadInput(data, "train split is empty")
+        self.valid_items = self.dataset.load_split("valid") if env.is_rank0 else []
+        self.unseen_items = self.dataset.load_split("unseen") if env.is_rank0 else []
+        self.has_unseen = bool(self.dataset.meta.get("counts", {}).get("unseen", 0))
+        self.has_valid = bool(self.dataset.meta.get("counts", {}).get("valid", 0))
+        self.sampler = CropSampler(
+            [it.mel for it in train_items], [it.curve for it in train_items], config.data.crop_frames,
+            pad_value=config.data.mel_floor,
+        )  # fmt: skip
+        self.model = build_model(config.model, config.model.vmin, config.model.vmax).to(env.device)
+
+    # -------------------------------------------------------------------------------- training
+    def sample_batch(self, step: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
+        d = self.config.data
+        batch = self.sampler.sample(rng, self.config.train.batch_size)
+        mel = augment_volume(batch["mel"], rng, d.volume_p, d.volume_shift, d.mel_floor)
+        dev = self.env.device
+        return {
+            "mel": torch.from_numpy(mel).to(dev),
+            "curve": torch.from_numpy(batch["curve"]).to(dev),
+            "mask": torch.from_numpy(batch["mask"]).to(dev),
+        }
+
+    def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, Any]:
+        loss_cfg = self.config.loss
+        target = self.model.normalize(batch["curve"])
+        mask = batch["mask"]
+        kind = "mse" if loss_cfg.variant == "mse" else "huber"
+        if loss_cfg.variant != "r-drop":
+            pred = ctx.model(batch["mel"])
+            loss = masked_loss(pred.float(), target, mask, kind, loss_cfg.huber_delta)
+            return {"loss": loss}
+        # R-Drop: both dropout passes in one forward (a doubled batch draws independent dropout masks and keeps
+        # DDP to one forward per backward)
+        both = ctx.model(torch.cat([batch["mel"], batch["mel"]])).float()
+        p1, p2 = both.chunk(2)
+        sup = 0.5 * (masked_loss(p1, target, mask, kind) + masked_loss(p2, target, mask, kind))
+        consistency = masked_loss(p1, p2, mask, "huber", loss_cfg.huber_delta)
+        return {"loss": sup + loss_cfg.r_drop_weight * consistency, "supervised": sup, "r_drop": consistency}
+
+    # -------------------------------------------------------------------------------- validation
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        cap = self.config.data.valid_max_frames
+        metrics: dict[str, float] = {}
+        if self.valid_items:
+            metrics.update({f"valid/{k}": v for k, v in evaluate_items(model, self.valid_items, self.env.device,
+                                                                       cap).items()})  # fmt: skip
+        if self.unseen_items:
+            metrics.update({f"unseen/{k}": v for k, v in evaluate_items(model, self.unseen_items, self.env.device,
+                                                                        cap).items()})  # fmt: skip
+        return metrics
+
+    def best_metric(self) -> tuple[str, str]:
+        """Unseen-singer Pearson r when there is an unseen split (what generalisation means here), else valid."""
+        configured, mode = self.config.train.best_metric, self.config.train.best_mode
+        if configured != "valid/pearson":  # the user chose something explicitly
+            return configured, mode
+        return ("unseen/pearson", "max") if self.has_unseen else ("valid/pearson", "max")
+
+    def deployable(self, model: torch.nn.Module) -> dict[str, Any]:
+        return {
+            "value_range": [float(self.config.model.vmin), float(self.config.model.vmax)],
+            "mel": self.dataset.meta.get("mel"),
+            "target": self.dataset.meta.get("target"),
+            "fps": self.dataset.meta["mel"]["sample_rate"] / self.dataset.meta["mel"]["hop_length"],
+        }
