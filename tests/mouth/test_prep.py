@@ -202,7 +202,10 @@ def _bad_cases(take, duration):
     h = "TimeStamp,jawOpen,mouthClose"
     return {
         "missing column": ({"mouth_data.csv": csv_text("TimeStamp,jawOpen", [r[:2] for r in base])}, "missing column"),
-        "extra column": ({"mouth_data.csv": csv_text(h + ",eyeBlinkLeft", [r + [0.1] for r in base])}, "unexpected column"),
+        "extra column": (
+            {"mouth_data.csv": csv_text(h + ",eyeBlinkLeft", [r + [0.1] for r in base])},
+            "unexpected column",
+        ),
         "unknown header": ({"mouth_data.csv": csv_text("a,b,c", base)}, "unrecognised CSV header (found: a, b, c)"),
         "nan": ({"mouth_data.csv": csv_text(h, nan_rows)}, "NaN"),
         "non-monotonic": ({"mouth_data.csv": csv_text(h, backwards)}, "backwards"),

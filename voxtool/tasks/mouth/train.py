@@ -113,7 +113,10 @@ class MouthTrainTask(TrainTask):
             [it.mel for it in train_items], [it.curve for it in train_items], config.data.crop_frames,
             pad_value=config.data.mel_floor,
         )  # fmt: skip
-        self.model = build_model(config.model, config.model.vmin, config.model.vmax).to(env.device)
+        with torch.random.fork_rng(devices=[]):  # the initial weights are a function of the seed alone
+            torch.manual_seed(config.train.seed)
+            self.model = build_model(config.model, config.model.vmin, config.model.vmax)
+        self.model.to(env.device)
 
     # -------------------------------------------------------------------------------- training
     def sample_batch(self, step: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:

@@ -1,0 +1,140 @@
+"""Model shape/size, chunked features and inference, the end-to-end CLI path, and that the model learns."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from tests.mouth.conftest import TRAIN_STEPS, truth_on
+from voxtool.audio.io import load_audio
+from voxtool.audio.mel import LogMel
+from voxtool.tasks.mouth.data import mel_config
+from voxtool.tasks.mouth.infer import compute_mel, load_predictor, predict, predict_mel, smooth_half_sine
+from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, MouthModelConfig, count_parameters
+from voxtool.tasks.mouth.synth import loudness_db, pearson
+
+
+def test_full_size_model_matches_the_original():
+    model = BiLSTMCurveEstimator(MouthModelConfig(), -0.15, 1.0)
+    assert count_parameters(model) == 10_237_441  # the original's ~10.24 M
+    keys = set(model.state_dict())
+    assert {"input_stack.0.weight", "input_stack.1.weight", "input_stack.4.weight", "lstm.weight_hh_l1_reverse",
+            "output_proj.0.weight", "output_proj.2.bias"} <= keys  # fmt: skip
+    with torch.no_grad():
+        y = model.eval()(torch.randn(2, 40, 80))
+    assert y.shape == (2, 40) and float(y.min()) >= 0 and float(y.max()) <= 1
+
+
+def test_external_group_norm_statistics_equal_the_module():
+    torch.manual_seed(0)
+    model = BiLSTMCurveEstimator(MouthModelConfig(conv_dims=32, hidden_dims=16, n_layers=1), 0, 1).eval()
+    x = torch.randn(3, 90, 80)
+    with torch.no_grad():
+        whole = model(x)
+        h = model.front(x)
+        halves = model.group_stats(h[..., :40]) + model.group_stats(h[..., 40:])
+        np.testing.assert_allclose(model(x, halves).numpy(), whole.numpy(), atol=1e-5)
+
+
+def test_chunked_mel_equals_whole_file_mel():
+    audio = np.random.default_rng(0).standard_normal(16000 * 3 + 123).astype(np.float32) * 0.1
+    cfg = mel_config()
+    whole = LogMel(cfg)(torch.from_numpy(audio)).T.numpy()
+    chunked = compute_mel(audio, cfg, chunk_frames=37)
+    assert chunked.shape == whole.shape == (cfg.n_frames(len(audio)), 80)
+    np.testing.assert_allclose(chunked, whole, atol=1e-4)
+
+
+def test_smoothing_keeps_constants_and_length():
+    x = np.r_[np.zeros(50), np.ones(50)].astype(np.float32)
+    y = smooth_half_sine(x, 50, 0.12)
+    assert len(y) == 100 and y[0] == pytest.approx(0) and y[-1] == pytest.approx(1)
+    assert 0 < y[50] < 1 and np.all(np.diff(y) >= -1e-7)
+
+
+# ----------------------------------------------------------------------------------------------- trained model
+
+
+def test_tiny_model_beats_the_loudness_baseline_on_an_unseen_singer(corpus, trained):
+    """mouth-tiny, trained for a few seconds, tracks the mouth of a singer it never heard far better than loudness."""
+    pred = load_predictor(trained)
+    audio = load_audio(corpus.unseen_wav, sr=16000)
+    p = predict(audio, 16000, pred)
+    truth = truth_on(corpus.unseen_take, p.frame_times)
+    r_model = pearson(p.curve, truth)
+    r_loud = pearson(loudness_db(audio, 16000, p.frame_times), truth)
+    print(f"unseen singer: model r={r_model:.3f}, loudness baseline r={r_loud:.3f}")
+    assert r_model > 0.75, (r_model, r_loud)
+    assert r_model > r_loud + 0.25, (r_model, r_loud)
+
+
+def test_chunk_seams_stay_within_0_01_of_whole_file(corpus, trained):
+    pred = load_predictor(trained)
+    audio = load_audio(corpus.unseen_wav, sr=16000)
+    long = np.concatenate([audio, audio[::-1], audio])  # 30 s
+    mel = compute_mel(long, pred.mel_cfg)
+    whole = predict_mel(pred, mel, chunk_frames=len(mel) + 1)
+    chunked = predict_mel(pred, mel, chunk_frames=200)  # seams every 4 s, default context
+    assert len(mel) > 1400
+    assert np.abs(chunked - whole).max() < 0.01
+
+
+def test_end_to_end_cli_outputs(corpus, trained, tmp_path, capsys):
+    from voxtool.cli import main
+
+    wav = str(corpus.unseen_wav)
+    duration = len(load_audio(corpus.unseen_wav, sr=16000)) / 16000
+    csv_out, npy_out, json_out = tmp_path / "curve.csv", tmp_path / "curve.npy", tmp_path / "curve.json"
+    png = tmp_path / "curve.png"
+    assert main(["infer", "mouth", wav, "--model", str(trained), "--out", str(csv_out), "--plot", str(png)]) == 0
+    rows = np.loadtxt(csv_out, delimiter=",", skiprows=1)
+    assert csv_out.read_text().splitlines()[0] == "time,mouth_opening"
+    n50 = int(np.floor(duration * 50)) + 1
+    assert rows.shape == (n50, 2)
+    np.testing.assert_allclose(rows[:, 0], np.arange(n50) / 50, atol=1e-6)
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+
+    assert (
+        main(["infer", "mouth", wav, "--model", str(trained / "model.pt"), "--out", str(npy_out), "--fps", "30"]) == 0
+    )
+    curve30 = np.load(npy_out)
+    assert curve30.dtype == np.float32 and curve30.shape == (int(np.floor(duration * 30)) + 1,)
+    np.testing.assert_allclose(curve30, np.interp(np.arange(len(curve30)) / 30, rows[:, 0], rows[:, 1]), atol=0.02)
+
+    assert main(["infer", "mouth", wav, "--model", str(trained), "--out", str(json_out), "--fps", "60",
+                 "--smooth", "0.12", "--clip"]) == 0  # fmt: skip
+    doc = json.loads(json_out.read_text())
+    assert doc["fps"] == 60 and len(doc["data"]) == int(np.floor(duration * 60)) + 1
+    assert min(doc["data"]) >= 0 and max(doc["data"]) <= 1
+
+    # a directory is mirrored, one model load for all files
+    out_dir = tmp_path / "mirror"
+    assert main(["infer", "mouth", str(corpus.src / "bass"), "--model", str(trained), "--out", str(out_dir),
+                 "--format", "npy", "--json"]) == 0  # fmt: skip
+    written = json.loads(capsys.readouterr().out)
+    assert sorted(r["output"] for r in written) == sorted(str(out_dir / f"take_{i}" / "audio.npy") for i in range(2))
+    assert all((out_dir / f"take_{i}" / "audio.npy").is_file() for i in range(2))
+
+    # bad input: one line, exit 2
+    assert main(["infer", "mouth", str(tmp_path / "missing.wav"), "--model", str(trained)]) == 2
+    assert main(["infer", "mouth", wav, "--model", str(tmp_path)]) == 2
+    assert main(["infer", "mouth", wav, "--model", str(trained), "--format", "xml"]) == 2
+
+
+def test_eval_cli_and_training_metrics(corpus, trained, capsys):
+    from voxtool.cli import main
+
+    assert main(["eval", "mouth", str(corpus.data), "--model", str(trained), "--split", "unseen", "--json"]) == 0
+    metrics = json.loads(capsys.readouterr().out)
+    assert set(metrics) >= {"loss", "mae", "r2", "pearson", "files"} and metrics["files"] == 1
+    logged = [json.loads(line) for line in (trained / "metrics.jsonl").read_text().splitlines()]
+    valid = [m for m in logged if "unseen/pearson" in m]
+    assert valid and {"valid/loss", "valid/mae", "valid/r2", "valid/pearson"} <= set(valid[-1])
+    best = max(valid, key=lambda m: m["unseen/pearson"])  # the model file follows the best unseen Pearson
+    model_meta = torch.load(trained / "model.pt", weights_only=True)["meta"]
+    assert model_meta["metrics"]["unseen/pearson"] == pytest.approx(best["unseen/pearson"])
+    assert model_meta["step"] <= TRAIN_STEPS
+    assert metrics["pearson"] == pytest.approx(best["unseen/pearson"], abs=1e-4)
