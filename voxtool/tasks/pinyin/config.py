@@ -1,0 +1,70 @@
+"""Config sections of the pinyin task (the full task config, with `[train]`, is `train.PinyinConfig`)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from voxtool.audio.mel import MelConfig
+from voxtool.presets import StrictModel
+
+
+def default_mel() -> MelConfig:
+    """QuartzNet's front-end as the issue fixes it: 16 kHz, 25 ms Hann window, 10 ms hop, n_fft 512, 64 mels."""
+    return MelConfig(sample_rate=16000, n_fft=512, win_length=400, hop_length=160, n_mels=64,
+                     power=2.0, log_floor=1e-6)
+
+
+class FeatureConfig(StrictModel):
+    mel: MelConfig = Field(default_factory=default_mel)
+    trim_db: float = Field(60.0, gt=0)  # librosa.effects.trim top_db (leading/trailing only), as NeMo
+
+
+class TextConfig(StrictModel):
+    latin: Literal["error", "spell"] = "error"  # Latin letters: skip the utterance, or read letter names
+    tone_sandhi: bool = True  # surface tones (你好 -> ni2 hao3) match the audio better
+
+
+class BlockConfig(StrictModel):
+    filters: int = Field(gt=0)
+    kernel: int = Field(gt=0)
+
+
+class ModelConfig(StrictModel):
+    """QuartzNet BxR: B = len(blocks) * block_repeat blocks of R separable sub-blocks (NeMo layout)."""
+
+    c1_filters: int = Field(256, gt=0)
+    c1_kernel: int = Field(33, gt=0)
+    stride: int = Field(2, ge=1)
+    blocks: list[BlockConfig] = Field(default_factory=lambda: [
+        BlockConfig(filters=256, kernel=33), BlockConfig(filters=256, kernel=39),
+        BlockConfig(filters=512, kernel=51), BlockConfig(filters=512, kernel=63),
+        BlockConfig(filters=512, kernel=75)])
+    block_repeat: int = Field(3, ge=1)  # 15x5 = each of the 5 block kinds 3 times
+    sub_blocks: int = Field(5, ge=1)  # R
+    c2_filters: int = Field(512, gt=0)
+    c2_kernel: int = Field(87, gt=0)
+    c2_dilation: int = Field(2, ge=1)
+    c3_filters: int = Field(1024, gt=0)
+    dropout: float = Field(0.0, ge=0, lt=1)
+
+
+class BlankLossConfig(StrictModel):
+    """The log's blank loss: per utterance drop the largest `drop_fraction` of blank scores, hinge the rest."""
+
+    weight: float = Field(0.0, ge=0)  # 0 = off (the default; measured on and off in benchmarks/pinyin.py)
+    margin: float = 0.5
+    drop_fraction: float = Field(0.2, ge=0, lt=1)
+    score: Literal["prob", "logprob"] = "prob"
+
+
+class AugmentConfig(StrictModel):
+    """SpecAugment masks on the normalised features (training only)."""
+
+    freq_masks: int = Field(2, ge=0)
+    freq_width: int = Field(15, ge=0)  # max mel bins per mask
+    time_masks: int = Field(2, ge=0)
+    time_width: float = Field(0.05, ge=0, le=1)  # max fraction of the utterance per mask
+    blank_pad_frames: int = Field(0, ge=0)  # silence frames padded at both ends ...
+    blank_pad_epochs: float = Field(0.0, ge=0)  # ... during the first K epochs (the log's advice)

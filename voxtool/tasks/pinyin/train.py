@@ -1,0 +1,145 @@
+"""`voxtool train pinyin DATA`: QuartzNet + CTC (+ optional blank loss) on a prepared dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from voxtool.console import log
+from voxtool.errors import BadInput
+from voxtool.presets import StrictModel
+from voxtool.tasks.pinyin.config import AugmentConfig, BlankLossConfig, FeatureConfig, ModelConfig, TextConfig
+from voxtool.tasks.pinyin.data import PinyinDataset, collate
+from voxtool.tasks.pinyin.decode import greedy_decode
+from voxtool.tasks.pinyin.losses import NovoGrad, blank_loss, ctc_loss, spec_augment
+from voxtool.tasks.pinyin.metrics import error_rates
+from voxtool.tasks.pinyin.model import QuartzNet
+from voxtool.tasks.pinyin.tokens import Vocab
+from voxtool.training.config import TrainConfig
+from voxtool.training.task import RunEnv, StepContext, TrainTask
+
+
+def default_train() -> TrainConfig:
+    return TrainConfig(lr=0.01, optimizer="adamw", betas=(0.8, 0.5), weight_decay=0.001, schedule="cosine",
+                       warmup_steps=1000, batch_size=32, steps=100000, grad_clip=1.0, valid_every=2000,
+                       best_metric="valid/ser", best_mode="min")
+
+
+class PinyinConfig(StrictModel):
+    features: FeatureConfig = Field(default_factory=FeatureConfig)
+    text: TextConfig = Field(default_factory=TextConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    blank_loss: BlankLossConfig = Field(default_factory=BlankLossConfig)
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
+    novograd: bool = True  # NovoGrad (NeMo's choice for QuartzNet, lr 0.01); false = train.optimizer
+    valid_max_items: int = Field(1000, ge=1)
+    train: TrainConfig = Field(default_factory=default_train)
+
+
+def build_model(cfg: PinyinConfig, vocab: Vocab | None = None) -> QuartzNet:
+    vocab = vocab or Vocab()
+    return QuartzNet(cfg.model, cfg.features.mel.n_mels, len(vocab))
+
+
+class PinyinTrainTask(TrainTask):
+    name = "pinyin"
+
+    def __init__(self, config: PinyinConfig, data: Path, env: RunEnv):
+        super().__init__(config, data, env)
+        self.train_set = PinyinDataset(data, "train")
+        if len(self.train_set) == 0:
+            raise BadInput(data, "the train split is empty")
+        header_feat = FeatureConfig.model_validate(self.train_set.header["features"])
+        if header_feat.mel != config.features.mel:
+            raise BadInput(data, "dataset features differ from the preset's [features.mel]; re-run prep with it")
+        self.valid_set = PinyinDataset(data, "valid")
+        if len(self.valid_set) == 0:
+            self.valid_set = PinyinDataset(data, "test")
+        if len(self.valid_set) == 0:
+            log("no valid/test split: validating on (up to 50) training utterances")
+            self.valid_set = self.train_set
+        self.vocab = self.train_set.vocab
+        torch.manual_seed(env.seed)
+        self.model = build_model(config, self.vocab).to(env.device)
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        if not self.config.novograd:
+            return super().configure_optimizers()
+        t = self.config.train
+        return {"model": NovoGrad(self.model.parameters(), lr=t.lr, betas=t.betas, eps=t.eps,
+                                  weight_decay=t.weight_decay)}
+
+    def epoch_of(self, step: int) -> float:
+        return step * self.config.train.batch_size * self.env.world_size / max(1, len(self.train_set))
+
+    def sample_batch(self, step: int, rng: np.random.Generator) -> Any:
+        idx = rng.integers(0, len(self.train_set), self.config.train.batch_size)
+        aug = self.config.augment
+        pad = aug.blank_pad_frames if self.epoch_of(step) < aug.blank_pad_epochs else 0
+        feats, lens, targets, tlens = collate([self.train_set[int(i)] for i in idx], pad_frames=pad)
+        feats = spec_augment(feats, lens, aug, rng)
+        return feats, lens, targets, tlens
+
+    def training_step(self, batch, ctx: StepContext) -> dict[str, Any]:
+        dev = self.env.device
+        feats, lens, targets, tlens = (t.to(dev) for t in batch)
+        with ctx.autocast():
+            log_probs, out_lens = ctx.model(feats, lens)
+        log_probs = log_probs.float()
+        ctc = ctc_loss(log_probs, out_lens, targets, tlens, self.vocab.blank)
+        out: dict[str, Any] = {"ctc": float(ctc.detach())}
+        loss = ctc
+        bl_cfg = self.config.blank_loss
+        if bl_cfg.weight > 0:
+            bl = blank_loss(log_probs, out_lens, bl_cfg, self.vocab.blank)
+            loss = loss + bl_cfg.weight * bl
+            out["blank_loss"] = float(bl.detach())
+        with torch.no_grad():
+            valid = torch.arange(log_probs.shape[1], device=dev)[None, :] < out_lens[:, None]
+            out["blank_share"] = float(((log_probs.argmax(-1) == self.vocab.blank) & valid).sum() / valid.sum())
+        out["loss"] = loss
+        return out
+
+    @torch.no_grad()
+    def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        n = min(len(self.valid_set), self.config.valid_max_items if self.valid_set is not self.train_set else 50)
+        return evaluate_model(model, [self.valid_set[i] for i in range(n)], self.vocab, self.env.device,
+                              prefix="valid/")
+
+    def deployable(self, model: torch.nn.Module) -> dict[str, Any]:
+        return {"vocab": self.vocab.to_dict()}
+
+
+@torch.no_grad()
+def evaluate_model(model: torch.nn.Module, items: list, vocab: Vocab, device, prefix: str = "",
+                   beam: int = 1, batch_size: int = 16) -> dict[str, float]:
+    """Greedy (or beam) decode `items`; CTC loss, token/syllable error rates and the share of blank frames."""
+    from voxtool.tasks.pinyin.decode import prefix_beam_search
+
+    model.eval()
+    order = sorted(range(len(items)), key=lambda i: items[i].mel.shape[1])
+    refs, hyps = [], []
+    loss_sum, blank_frames, frames = 0.0, 0, 0
+    for s in range(0, len(order), batch_size):
+        chunk = [items[i] for i in order[s:s + batch_size]]
+        feats, lens, targets, tlens = collate(chunk)
+        log_probs, out_lens = model(feats.to(device), lens.to(device))
+        log_probs = log_probs.float()
+        loss_sum += float(ctc_loss(log_probs, out_lens, targets.to(device), tlens.to(device), vocab.blank)) * len(chunk)
+        lp = log_probs.cpu().numpy()
+        for b, it in enumerate(chunk):
+            row = lp[b, : int(out_lens[b])]
+            ids = greedy_decode(row, vocab.blank) if beam <= 1 else prefix_beam_search(row, beam, vocab.blank)
+            blank_frames += int((row.argmax(-1) == vocab.blank).sum())
+            frames += row.shape[0]
+            refs.append(vocab.decode(it.tokens))
+            hyps.append(vocab.decode(ids))
+    rates = error_rates(refs, hyps)
+    out = {f"{prefix}{k}": v for k, v in rates.items()}
+    out[f"{prefix}loss"] = loss_sum / max(1, len(items))
+    out[f"{prefix}blank_share"] = blank_frames / max(1, frames)
+    return out
