@@ -1,0 +1,371 @@
+"""Prepared pitch datasets: ``prep mir1k`` / ``prep pitch`` writers, the reader, crops and augmentation.
+
+A prepared dataset is a folder with ``dataset.json`` (sample rate, label hop, counts, voxtool version),
+``train.txt`` / ``valid.txt`` (relative item paths) and one ``items/<name>.npz`` per clip holding
+``voice`` int16 ``[N]`` (16 kHz), ``accompaniment`` int16 ``[N]`` or ``[0]`` (mono sources) and ``f0``
+float32 ``[T]`` in Hz on the 10 ms grid (frame i at i * 10 ms, ``T = N // 160 + 1``, 0 = unvoiced).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from voxtool.errors import BadInput
+from voxtool.tasks.rmvpe.labels import LABEL_SUFFIXES, LabelError, check_labels, labels_on_grid, read_labels
+
+SAMPLE_RATE = 16000
+HOP = 160
+PCM_SCALE = 32767.0
+FORMAT = "voxtool-rmvpe-dataset"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prep
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Source:
+    """One clip to prepare: audio file, label file, split ('train'/'valid' or None = decide later)."""
+
+    audio: Path
+    label: Path | None
+    name: str
+    split: str | None = None
+
+
+@dataclass
+class PrepReport:
+    written: dict[str, int] = field(default_factory=lambda: {"train": 0, "valid": 0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "valid": 0.0})
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def rows(self) -> list[list]:
+        return [[s, self.written[s], round(self.seconds[s] / 60, 2)] for s in ("train", "valid")]
+
+
+def singer_of(name: str) -> str:
+    """MIR-1K names are ``<singer>_<song>_<part>``; other names group by their stem."""
+    m = re.match(r"^([A-Za-z]+)_\d+", name)
+    return m.group(1) if m else name
+
+
+def split_sources(
+    sources: list[Source], test_list: set[str] | None, test_fraction: float, seed: int
+) -> list[Source]:
+    """Assign 'train'/'valid' to sources without a split: a test list by name, else a seeded fraction by singer."""
+    undecided = [s for s in sources if s.split is None]
+    if test_list is not None:
+        for s in undecided:
+            s.split = "valid" if (s.name in test_list or s.audio.name in test_list) else "train"
+        return sources
+    groups: dict[str, list[Source]] = {}
+    for s in undecided:
+        groups.setdefault(singer_of(s.name), []).append(s)
+    rng = np.random.default_rng(seed)
+    keys = sorted(groups)
+    if len(keys) < 2:  # one singer: split clips instead
+        groups = {s.name: [s] for s in undecided}
+        keys = sorted(groups)
+    order = [keys[i] for i in rng.permutation(len(keys))]
+    target = test_fraction * len(undecided)
+    taken = 0
+    for key in order:
+        split = "valid" if test_fraction > 0 and taken < target else "train"
+        if split == "valid":
+            taken += len(groups[key])
+        for s in groups[key]:
+            s.split = split
+    if test_fraction > 0 and len(undecided) > 1 and all(s.split == "valid" for s in undecided):
+        undecided[0].split = "train"
+    return sources
+
+
+def _to_pcm(x: np.ndarray) -> np.ndarray:
+    return np.clip(np.round(x * PCM_SCALE), -32768, 32767).astype(np.int16)
+
+
+def prepare_item(src: Source, label_hop_s: float | None) -> tuple[dict, float]:
+    """Read, check and convert one clip -> (npz arrays, seconds). Raises BadInput/LabelError with a reason."""
+    from voxtool.audio.io import load_audio
+
+    if src.label is None:
+        raise LabelError("no label file next to the audio")
+    audio = load_audio(src.audio, sr=SAMPLE_RATE, mono=False)  # [N, C]
+    if audio.shape[1] >= 2:
+        # MIR-1K / yxlllc convention: left (channel 0) accompaniment, right (channel 1) voice.
+        accompaniment, voice = audio[:, 0], audio[:, 1]
+    else:
+        accompaniment, voice = np.zeros(0, dtype=np.float32), audio[:, 0]
+    duration = len(voice) / SAMPLE_RATE
+    times, f0 = read_labels(src.label, duration, label_hop_s)
+    check_labels(times, f0, duration)
+    n_frames = len(voice) // HOP + 1
+    grid = labels_on_grid(times, f0, HOP / SAMPLE_RATE, n_frames)
+    arrays = {"voice": _to_pcm(voice), "accompaniment": _to_pcm(accompaniment), "f0": grid}
+    return arrays, duration
+
+
+def write_dataset(
+    sources: list[Source],
+    out: Path,
+    label_hop_s: float | None = None,
+    kind: str = "pitch",
+    on_item=None,
+) -> PrepReport:
+    """Write every source with a split into ``out``; bad items are skipped with their reason."""
+    from voxtool import __version__
+    from voxtool.fileio import atomic_write, write_text_atomic
+
+    report = PrepReport()
+    lists: dict[str, list[str]] = {"train": [], "valid": []}
+    (out / "items").mkdir(parents=True, exist_ok=True)
+    used_names: set[str] = set()
+    for src in sources:
+        try:
+            arrays, seconds = prepare_item(src, label_hop_s)
+        except (BadInput, LabelError) as exc:
+            reason = exc.problem if isinstance(exc, BadInput) else str(exc)
+            report.skipped.append((str(src.audio), reason))
+            if on_item:
+                on_item()
+            continue
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", src.name)
+        while name in used_names:
+            name += "_"
+        used_names.add(name)
+        rel = f"items/{name}.npz"
+        with atomic_write(out / rel, "wb") as f:
+            np.savez(f, **arrays)
+        lists[src.split].append(rel)
+        report.written[src.split] += 1
+        report.seconds[src.split] += seconds
+        if on_item:
+            on_item()
+    if not any(report.written.values()):
+        raise BadInput(out, "no usable items (every source was skipped)")
+    for split, names in lists.items():
+        write_text_atomic(out / f"{split}.txt", "".join(n + "\n" for n in names))
+    meta = {
+        "format": FORMAT,
+        "kind": kind,
+        "voxtool_version": __version__,
+        "sample_rate": SAMPLE_RATE,
+        "hop_length": HOP,
+        "items": report.written,
+        "minutes": {k: round(v / 60, 3) for k, v in report.seconds.items()},
+        "skipped": len(report.skipped),
+    }
+    write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")
+    return report
+
+
+def find_label(audio: Path, label_dirs: list[Path]) -> Path | None:
+    for d in label_dirs:
+        for suffix in LABEL_SUFFIXES:
+            candidate = d / (audio.stem + suffix)
+            if candidate.is_file() and candidate != audio:
+                return candidate
+    return None
+
+
+def mir1k_sources(root: Path) -> list[Source]:
+    """MIR-1K: ``Wavfile/*.wav`` with ``PitchLabel/*.pv`` (a flat folder of wav+pv also works)."""
+    from voxtool.audio.io import is_audio_file
+
+    wav_dir = root / "Wavfile" if (root / "Wavfile").is_dir() else root
+    label_dirs = [d for d in (root / "PitchLabel", wav_dir) if d.is_dir()]
+    if not wav_dir.is_dir():
+        raise BadInput(root, "not a directory")
+    files = sorted(p for p in wav_dir.iterdir() if p.is_file() and is_audio_file(p))
+    if not files:
+        raise BadInput(root, "no Wavfile/*.wav found (expected the MIR-1K layout)")
+    return [Source(p, find_label(p, label_dirs), p.stem) for p in files]
+
+
+def pitch_sources(root: Path) -> list[Source]:
+    """Generic: ``{train,test}/*.wav`` + labels (the Hybrid layout) or any tree of audio + label files."""
+    from voxtool.audio.io import is_audio_file
+
+    if not root.is_dir():
+        raise BadInput(root, "not a directory")
+    splits = {"train": "train", "test": "valid", "valid": "valid", "validation": "valid"}
+    present = [d for d in splits if (root / d).is_dir()]
+    sources = []
+    if "train" in present and len(present) > 1:
+        for d in present:
+            for p in sorted((root / d).rglob("*")):
+                if p.is_file() and is_audio_file(p):
+                    rel = p.relative_to(root / d).with_suffix("")
+                    sources.append(Source(p, find_label(p, [p.parent]), "_".join(rel.parts), splits[d]))
+    else:
+        for p in sorted(root.rglob("*")):
+            if p.is_file() and is_audio_file(p):
+                rel = p.relative_to(root).with_suffix("")
+                sources.append(Source(p, find_label(p, [p.parent]), "_".join(rel.parts)))
+    if not sources:
+        raise BadInput(root, "no audio files found")
+    return sources
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading and sampling
+# ---------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class PitchItem:
+    voice: np.ndarray  # float32 [N]
+    accompaniment: np.ndarray  # float32 [N] or [0]
+    f0: np.ndarray  # float32 [T] at the dataset hop
+
+
+class PitchDataset:
+    """A prepared dataset split; items are read from disk on demand (the OS caches them)."""
+
+    def __init__(self, root: Path, split: str, hop_length: int = HOP):
+        root = Path(root)
+        meta_path = root / "dataset.json"
+        if not meta_path.is_file():
+            raise BadInput(root, "not a prepared rmvpe dataset (no dataset.json; run `voxtool prep mir1k` first)")
+        try:
+            self.meta = json.loads(meta_path.read_text())
+        except json.JSONDecodeError as exc:
+            raise BadInput(meta_path, f"invalid JSON ({exc})") from None
+        if self.meta.get("format") != FORMAT:
+            raise BadInput(meta_path, "not an rmvpe dataset (wrong format field)")
+        list_path = root / f"{split}.txt"
+        if not list_path.is_file():
+            raise BadInput(list_path, "split list not found")
+        self.root = root
+        self.paths = []
+        for line in list_path.read_text().splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            path = (root / line).resolve()
+            if root.resolve() not in path.parents:
+                raise BadInput(list_path, f"entry {line!r} leaves the dataset folder")
+            self.paths.append(path)
+        self.hop_length = hop_length
+        self.data_hop = int(self.meta.get("hop_length", HOP))
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> PitchItem:
+        path = self.paths[index]
+        try:
+            with np.load(path) as z:
+                voice = z["voice"].astype(np.float32) / PCM_SCALE
+                acc = z["accompaniment"].astype(np.float32) / PCM_SCALE
+                f0 = z["f0"].astype(np.float32)
+        except (OSError, KeyError, ValueError) as exc:
+            raise BadInput(path, f"cannot read item ({str(exc).splitlines()[0][:80]})") from None
+        if self.data_hop != self.hop_length:
+            times = np.arange(len(f0)) * self.data_hop / SAMPLE_RATE
+            f0 = labels_on_grid(times, f0, self.hop_length / SAMPLE_RATE, len(voice) // self.hop_length + 1)
+        return PitchItem(voice, acc, f0)
+
+    def name(self, index: int) -> str:
+        return self.paths[index].stem
+
+
+def coloured_noise(n: int, exponent: float, rng: np.random.Generator) -> np.ndarray:
+    """Unit-variance Gaussian noise with a 1/f^exponent power spectrum ``[n]``."""
+    spectrum = rng.standard_normal(n // 2 + 1) + 1j * rng.standard_normal(n // 2 + 1)
+    freqs = np.fft.rfftfreq(n)
+    freqs[0] = freqs[1] if n > 1 else 1.0
+    noise = np.fft.irfft(spectrum * freqs ** (-exponent / 2), n)
+    return (noise / (noise.std() + 1e-12)).astype(np.float32)
+
+
+def _f0_at(f0: np.ndarray, positions: np.ndarray) -> np.ndarray:
+    """f0 sampled at fractional frame positions: nearest-frame voicing, log interpolation inside runs."""
+    idx = np.clip(np.rint(positions).astype(np.int64), 0, len(f0) - 1)
+    voiced = f0[idx] > 0
+    out = np.zeros(len(positions), dtype=np.float32)
+    if voiced.any():
+        lo = np.clip(np.floor(positions).astype(np.int64), 0, len(f0) - 1)
+        hi = np.clip(lo + 1, 0, len(f0) - 1)
+        frac = np.clip(positions - lo, 0, 1)
+        both = (f0[lo] > 0) & (f0[hi] > 0)
+        interp = np.exp((1 - frac) * np.log(np.maximum(f0[lo], 1e-3)) + frac * np.log(np.maximum(f0[hi], 1e-3)))
+        out = np.where(voiced, np.where(both, interp, f0[idx]), 0.0).astype(np.float32)
+    return out
+
+
+@dataclass
+class CropSettings:
+    frames: int = 128
+    hop: int = HOP
+    n_fft: int = 1024
+    accompaniment_gain: tuple[float, float] = (-1.0, 1.0)
+    noise_prob: float = 1.0
+    noise_exponent: tuple[float, float] = (0.0, 2.0)
+    noise_log10_amp: tuple[float, float] = (-6.0, -1.0)
+    pitch_shift_prob: float = 0.5
+    pitch_shift_semitones: tuple[float, float] = (0.0, 5.0)
+    volume_log10: tuple[float, float] = (-1.0, 1.0)
+    augment: bool = True
+
+
+def training_crop(item: PitchItem, s: CropSettings, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """One augmented crop -> (pre-padded waveform ``[(F-1)*hop + n_fft]``, f0 ``[F]``).
+
+    Frame i of the crop is centred on the waveform sample ``i*hop + n_fft/2`` (see ``frontend``). Pitch shift by
+    r = 2^(k/12) reads r times more source audio and resamples it to the crop length; labels are read at
+    the matching source positions and multiplied by r.
+    """
+    from voxtool.audio.io import resample
+    from voxtool.tasks.rmvpe.frontend import frame_slice, pad_signal
+
+    frames, hop, n_fft = s.frames, s.hop, s.n_fft
+    ratio = 1.0
+    if s.augment and rng.random() < s.pitch_shift_prob:
+        ratio = 2.0 ** (rng.uniform(*s.pitch_shift_semitones) / 12.0)
+    total = len(item.f0)
+    need = int(np.ceil((frames - 1) * ratio)) + 1
+    start = int(rng.integers(0, max(1, total - need + 1)))
+    out_len = (frames - 1) * hop + n_fft
+    src_len = int(np.ceil(out_len * ratio))
+    src_frames = -(-(src_len - n_fft) // hop) + 1
+    # Mix voice and accompaniment before shifting: both move together, as a resampled recording would.
+    if len(item.accompaniment) and s.augment:
+        mix = item.voice + np.float32(rng.uniform(*s.accompaniment_gain)) * item.accompaniment
+    elif len(item.accompaniment):
+        mix = item.voice + item.accompaniment
+    else:
+        mix = item.voice
+    segment = frame_slice(pad_signal(mix, n_fft), start, src_frames, hop, n_fft)[:src_len]
+    if ratio != 1.0:
+        segment = resample(segment.astype(np.float32), SAMPLE_RATE, int(round(SAMPLE_RATE / ratio)))
+        segment = np.pad(segment, (0, max(0, out_len - len(segment))))[:out_len]
+    f0 = _f0_at(item.f0, start + np.arange(frames) * ratio) * ratio
+    f0[start + np.arange(frames) * ratio > total - 1] = 0.0
+    wave = segment.astype(np.float32)
+    if s.augment:
+        if not len(item.accompaniment) and rng.random() < s.noise_prob:
+            amp = 10.0 ** rng.uniform(*s.noise_log10_amp)
+            wave = wave + np.float32(amp) * coloured_noise(len(wave), rng.uniform(*s.noise_exponent), rng)
+        peak = float(np.abs(wave).max()) + 1e-9
+        hi = min(s.volume_log10[1], np.log10(1.0 / peak))
+        lo = min(s.volume_log10[0], hi)
+        wave = wave * np.float32(10.0 ** rng.uniform(lo, hi))
+    return wave.astype(np.float32), f0.astype(np.float32)
+
+
+def validation_audio(item: PitchItem, max_seconds: float = 0.0, hop: int = HOP) -> tuple[np.ndarray, np.ndarray]:
+    """Full mixture (accompaniment at gain 1), no augmentation -> (audio ``[N]``, f0 ``[T]``)."""
+    audio = item.voice + item.accompaniment if len(item.accompaniment) else item.voice
+    f0 = item.f0
+    if max_seconds:
+        n = int(max_seconds * SAMPLE_RATE)
+        audio = audio[:n]
+        f0 = f0[: len(audio) // hop + 1]
+    return audio.astype(np.float32), f0
