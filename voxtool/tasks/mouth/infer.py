@@ -210,8 +210,15 @@ def write_curve(path: Path, times: np.ndarray, values: np.ndarray, fps: float, f
         raise BadInput(None, f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
 
 
-def plot_curve(path: Path, p: Prediction, times: np.ndarray, values: np.ndarray, title: str = "") -> None:
-    """PNG: the log-mel spectrogram above the curve, sharing the time axis."""
+def plot_curve(
+    path: Path,
+    p: Prediction,
+    times: np.ndarray,
+    values: np.ndarray,
+    title: str = "",
+    overlays: dict[str, np.ndarray] | None = None,
+) -> None:
+    """PNG: the log-mel spectrogram above the curve, sharing the time axis; `overlays` are extra curves on `times`."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -224,7 +231,11 @@ def plot_curve(path: Path, p: Prediction, times: np.ndarray, values: np.ndarray,
     ax_mel.imshow(p.mel.T, origin="lower", aspect="auto", extent=extent, cmap="magma")
     ax_mel.set_ylabel("mel bin")
     ax_mel.set_title(title)
-    ax_curve.plot(times, values, color="tab:blue", lw=1.2, label="mouth opening")
+    for (label, extra), color in zip((overlays or {}).items(), ("black", "tab:orange", "tab:green")):
+        ax_curve.plot(times, extra, color=color, lw=1.0, alpha=0.8, label=label)
+    ax_curve.plot(times, values, color="tab:blue", lw=1.2, label="mouth opening (model)")
+    if overlays:
+        ax_curve.legend(loc="upper right", fontsize=8)
     ax_curve.set_xlabel("time (s)")
     ax_curve.set_ylabel("opening")
     ax_curve.set_xlim(0, p.duration)
