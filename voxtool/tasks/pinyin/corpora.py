@@ -95,6 +95,10 @@ def _official_tree(root: Path, transcript_rel: str, audio_rel: str, spk_pattern:
     if not found_any:
         hint = " (extract the per-speaker .tar.gz files first)" if tarballs else ""
         raise BadInput(audio_root, f"no .wav files under train/dev/test{hint}")
+    listed = {u.id for u in utts}
+    for uid in sorted(set(texts) - listed):  # in the transcript, not on disk: reported as skipped by prep
+        m = re.search(spk_pattern, uid)
+        utts.append(Utterance(uid, m.group(0) if m else "?", None, texts[uid], None, "train"))
     return utts
 
 

@@ -187,7 +187,7 @@ def prepare(corpus: str, sources: list[Path], out: Path, *, feat: FeatureConfig,
     if split not in ("auto", "official", "speakers"):
         raise BadInput(None, f"--split must be auto, official or speakers, not '{split}'")
 
-    utts_all: list[tuple[Utterance, str]] = []
+    utts_all: list[tuple[Utterance, str | None, str]] = []
     for src in sources:
         utts = read_corpus(corpus, Path(src))
         if limit:
@@ -195,17 +195,15 @@ def prepare(corpus: str, sources: list[Path], out: Path, *, feat: FeatureConfig,
         use_official = split == "official" or (split == "auto" and corpus in OFFICIAL_SPLIT)
         if use_official and any(u.split is None for u in utts):
             raise BadInput(src, f"{corpus} has no official split; use --split speakers")
-        if not use_official:
-            assign = speaker_split([u.speaker for u in utts], valid_frac, test_frac, seed)
-        for u in utts:
-            utts_all.append((u, u.split if use_official else assign[u.speaker]))
+        for u in utts:  # None: a speaker split is drawn later, over the speakers whose utterances survive
+            utts_all.append((u, u.split if use_official else None, str(src)))
         header["sources"].append({"corpus": corpus, "path": str(Path(src).resolve()), "utterances": len(utts),
                                   "split": "official" if use_official else f"speakers(seed={seed})"})
 
     seen: set[str] = set()
     jobs, job_splits = [], []
     result = PrepResult(out)
-    for u, sp in utts_all:
+    for u, sp, src_key in utts_all:
         uid = _safe_name(u.id)
         rel = Path("items") / corpus / f"{uid}.npz"
         if str(rel) in seen:
@@ -213,7 +211,7 @@ def prepare(corpus: str, sources: list[Path], out: Path, *, feat: FeatureConfig,
             continue
         seen.add(str(rel))
         jobs.append(Job(u, out / rel, corpus))
-        job_splits.append((sp, rel, u))
+        job_splits.append((sp, rel, u, src_key))
 
     args = [(j, feat, text_cfg, stride, max_seconds) for j in jobs]
     if workers > 1 and len(jobs) > 1:
@@ -234,8 +232,14 @@ def prepare(corpus: str, sources: list[Path], out: Path, *, feat: FeatureConfig,
                 progress(1)
 
     lists: dict[str, list[str]] = {s: read_list(out, s) if meta_path.exists() else [] for s in SPLITS}
+    drawn: dict[str, dict[str, str]] = {}
+    for src_key in {k for sp, _, _, k in job_splits if sp is None}:
+        alive = [u.speaker for (sp, _, u, k), r in zip(job_splits, results, strict=True) if k == src_key and "ok" in r]
+        drawn[src_key] = speaker_split(alive, valid_frac, test_frac, seed)
     skipped_lines = []
-    for (sp, rel, u), r in zip(job_splits, results, strict=True):
+    for (sp, rel, u, src_key), r in zip(job_splits, results, strict=True):
+        if sp is None and "ok" in r:
+            sp = drawn[src_key][u.speaker]
         if "skip" in r:
             result.skipped[r["skip"]] += 1
             skipped_lines.append(f"{corpus}\t{u.id}\t{u.audio or ''}\t{r['skip']}")
