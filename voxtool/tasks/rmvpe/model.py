@@ -311,7 +311,8 @@ def load_state_dict_any(obj, arch: RmvpeArch | None = None) -> tuple[E2E0, str]:
     if arch.with_tf != any(k.startswith("unet.tf.") for k in sd):
         arch = RmvpeArch(**{**arch.to_dict(), "with_tf": not arch.with_tf})
     try:
-        model = E2E0(arch)
+        with torch.device("meta"):  # no random init of ~90 M weights that are replaced right away
+            model = E2E0(arch)
     except ValueError as exc:
         raise ValueError(f"not an RMVPE state dict ({exc})") from None
     expected = list(model.state_dict().keys())
@@ -324,10 +325,11 @@ def load_state_dict_any(obj, arch: RmvpeArch | None = None) -> tuple[E2E0, str]:
         raise ValueError(f"keys do not match RMVPE E2E0: {report}")
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
     try:
-        model.load_state_dict(sd, strict=True)
+        model.load_state_dict(sd, strict=True, assign=True)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()
         raise ValueError(f"shapes do not match RMVPE E2E0: {' '.join(first[1:3])}") from None
-    dtype_name = "/".join(sorted(str(d).replace("torch.", "") for d in dtypes))
+    short = {torch.float16: "fp16", torch.float32: "fp32", torch.bfloat16: "bf16", torch.float64: "fp64"}
+    dtype_name = "/".join(sorted(short.get(d, str(d)) for d in dtypes))
     layout = ", ".join(notes + [dtype_name, "with tf" if arch.with_tf else "no tf"])
     return model, layout

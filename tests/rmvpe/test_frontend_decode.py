@@ -1,0 +1,84 @@
+"""Mel front-end settings, cents/bin mapping, local-average decoding and f0 resampling."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from voxtool.audio.mel import LogMel
+from voxtool.tasks.rmvpe.decode import (
+    CENTS_BIN0,
+    bin_cents,
+    cents_to_hz,
+    decode,
+    gaussian_targets,
+    hz_to_cents,
+    resample_f0,
+)
+from voxtool.tasks.rmvpe.frontend import (
+    ConvStftLogMel,
+    FrameMel,
+    frame_slice,
+    n_frames,
+    pad_signal,
+    published_mel_config,
+)
+
+
+def test_bin_mapping_matches_the_published_constants():
+    hz = cents_to_hz(bin_cents())
+    assert hz[0] == pytest.approx(31.70, abs=0.01) and hz[-1] == pytest.approx(2005.5, abs=0.1)
+    assert CENTS_BIN0 == pytest.approx(1200 * np.log2(3.17))
+    assert hz_to_cents(np.array([20.0]))[0] == pytest.approx(1200.0)
+
+
+def test_local_average_decoding_recovers_f0_and_applies_the_threshold():
+    f0 = torch.tensor([0.0, 55.0, 220.0, 233.3, 1000.0, 1900.0])
+    salience = gaussian_targets(f0).numpy()
+    est, conf = decode(salience, threshold=0.5)
+    voiced = f0.numpy() > 0
+    assert np.all(est[~voiced] == 0)
+    cents = 1200 * np.abs(np.log2(est[voiced] / f0.numpy()[voiced]))
+    assert cents.max() < 1.0  # 9-bin weighted average of a Gaussian is unbiased away from the edges
+    assert conf[1] == pytest.approx(float(salience[1].max()))
+    weak = salience * 0.02  # peak 0.02 < 0.03 default threshold -> unvoiced
+    assert np.all(decode(weak)[0] == 0)
+    # edge bin: the window is clipped, not wrapped
+    edge = np.zeros((1, 360), dtype=np.float32)
+    edge[0, 0], edge[0, 1] = 1.0, 1.0
+    assert decode(edge)[0][0] == pytest.approx(cents_to_hz(CENTS_BIN0 + 10), rel=1e-5)
+
+
+def test_resample_f0_interpolates_log_f0_inside_voiced_runs_only():
+    f0 = np.array([0, 0, 100, 200, 0, 0, 0, 400, 400, 0], dtype=np.float32)  # 10 ms frames
+    out = resample_f0(f0, 0.01, 0.005)
+    assert len(out) == 19
+    assert out[5] == pytest.approx(np.sqrt(100 * 200), rel=1e-4)  # halfway in log-f0 (geometric mean)
+    assert np.all(out[8:13] == 0)  # the gap stays unvoiced: no glide from 200 to 400 Hz
+    assert np.all(out[14:17] == pytest.approx(400))
+    coarse = resample_f0(f0, 0.01, 0.02)
+    assert coarse.tolist() == pytest.approx([0, 100, 0, 0, 400])
+
+
+def test_frames_match_the_centred_published_front_end_and_librosa():
+    import librosa
+
+    rng = np.random.default_rng(0)
+    cfg = published_mel_config()
+    audio = (0.3 * rng.standard_normal(16000 + 77)).astype(np.float32)
+    centred = LogMel(cfg)(torch.from_numpy(audio)).numpy()  # [128, T]
+    total = n_frames(len(audio), 160)
+    assert centred.shape == (128, total)
+    padded = pad_signal(audio, 1024)
+    window = frame_slice(padded, 10, 32, 160, 1024)
+    framed = FrameMel(cfg)(torch.from_numpy(window)[None])[0].numpy()
+    np.testing.assert_allclose(framed, centred[:, 10:42], atol=1e-4)
+    conv = ConvStftLogMel(FrameMel(cfg).cfg)(torch.from_numpy(window)[None])[0].numpy()
+    np.testing.assert_allclose(conv, framed, atol=2e-3)
+    # independent reference: librosa STFT magnitude + HTK mel (Slaney norm) + ln(clamp 1e-5)
+    spec = np.abs(librosa.stft(audio, n_fft=1024, hop_length=160, win_length=1024, window="hann", center=True,
+                               pad_mode="reflect"))
+    basis = librosa.filters.mel(sr=16000, n_fft=1024, n_mels=128, fmin=30, fmax=8000, htk=True)
+    reference = np.log(np.maximum(basis @ spec, 1e-5))
+    np.testing.assert_allclose(centred, reference, atol=2e-3)

@@ -1,0 +1,110 @@
+"""ONNX export: raw 16 kHz waveform in, STFT (as a fixed-kernel conv1d) and decoding inside the graph.
+
+Graph: ``waveform [B, N]`` float32, ``threshold []`` float32 -> ``f0 [B, T32]`` (Hz, 0 = unvoiced) and
+``confidence [B, T32]`` with ``T32`` = ``N // hop + 1`` rounded up to the U-Net's frame multiple (callers crop
+to ``N // hop + 1``). The graph pads exactly like the torch path (reflect n_fft/2, then zeros on the audio).
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from voxtool.errors import VoxtoolError
+from voxtool.tasks.rmvpe.decode import decode_torch
+from voxtool.tasks.rmvpe.frontend import ConvStftLogMel, uncentred
+
+
+class WaveformToF0(nn.Module):
+    """The exported computation (usable in torch too). ``[B, N], [] -> ([B, T32], [B, T32])``."""
+
+    def __init__(self, net: nn.Module, mel_cfg):
+        super().__init__()
+        self.net = net.eval()
+        self.cfg = uncentred(mel_cfg)
+        self.frontend = ConvStftLogMel(self.cfg)
+        self.multiple = net.arch.frame_multiple
+
+    def forward(self, waveform: torch.Tensor, threshold: torch.Tensor):
+        hop, half = self.cfg.hop_length, self.cfg.n_fft // 2
+        n = waveform.shape[1]
+        frames = n // hop + 1
+        padded_frames = (frames + self.multiple - 1) // self.multiple * self.multiple
+        x = nn.functional.pad(waveform.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
+        extra = (padded_frames - 1) * hop - n  # zeros after the reflect pad: frames up to a multiple of 32
+        x = torch.cat([x, torch.zeros_like(x[:, :1]).expand(-1, extra)], dim=1)
+        mel = self.frontend(x)
+        salience = self.net(mel)
+        return decode_torch(salience, threshold)
+
+
+def export_onnx(model, out: Path, opset: int = 17, threshold: float | None = None) -> Path:
+    """Write ``out`` from a TorchPitchModel; stores the mel settings and threshold as metadata."""
+    import onnx
+
+    wrapper = WaveformToF0(model.net.cpu(), model.mel_cfg).eval()
+    example = torch.zeros(1, 16000)
+    example[0] = torch.sin(torch.arange(16000) * 0.1)
+    thr = torch.tensor(model.threshold if threshold is None else threshold, dtype=torch.float32)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.tmp")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # tracer notes about shape arithmetic and constant folding
+            torch.onnx.export(
+                wrapper,
+                (example, thr),
+                str(tmp),
+                input_names=["waveform", "threshold"],
+                output_names=["f0", "confidence"],
+                dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "f0": {0: "batch", 1: "frames"},
+                              "confidence": {0: "batch", 1: "frames"}},
+                opset_version=opset,
+                dynamo=False,
+            )
+        proto = onnx.load(str(tmp))
+        meta = {
+            "mel": json.dumps(model.mel_cfg.model_dump(mode="json")),
+            "frame_multiple": str(wrapper.multiple),
+            "threshold": str(float(thr)),
+            "producer": "voxtool rmvpe",
+        }
+        for key, value in meta.items():
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+        onnx.checker.check_model(proto)
+        from voxtool.fileio import atomic_write
+
+        with atomic_write(out, "wb") as f:
+            f.write(proto.SerializeToString())
+    except Exception as exc:
+        if isinstance(exc, VoxtoolError):
+            raise
+        raise VoxtoolError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from exc
+    finally:
+        tmp.unlink(missing_ok=True)
+    return out
+
+
+def parity_check(model, onnx_path: Path, seconds: float = 3.0, seed: int = 0) -> dict:
+    """onnxruntime vs the torch model on a synthetic harmonic tone (whole file): worst cents on frames both
+    call voiced, and the voicing agreement."""
+    from voxtool.tasks.rmvpe.infer import OnnxPitchModel, predict
+
+    rng = np.random.default_rng(seed)
+    sr = model.mel_cfg.sample_rate
+    t = np.arange(int(seconds * sr)) / sr
+    f0 = 220 * 2 ** (np.sin(2 * np.pi * 0.5 * t) / 2)
+    phase = 2 * np.pi * np.cumsum(f0) / sr
+    audio = (0.3 * np.sin(phase) + 0.1 * np.sin(2 * phase) + 0.01 * rng.standard_normal(len(t))).astype(np.float32)
+    a = predict(audio, sr, model, chunk_frames=0)
+    b = predict(audio, sr, OnnxPitchModel(Path(onnx_path)), threshold=model.threshold, chunk_frames=0)
+    both = (a.f0 > 0) & (b.f0 > 0)
+    cents = np.abs(1200 * np.log2(b.f0[both] / a.f0[both])) if both.any() else np.zeros(1)
+    return {"max_cents": float(cents.max()), "voicing_agreement": float(np.mean((a.f0 > 0) == (b.f0 > 0)))}
