@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from voxtool.errors import BadInput
+from voxtool.tasks.pinyin.tokens import looks_like_pinyin
 
 SPLIT_NAMES = {"train": "train", "dev": "valid", "valid": "valid", "test": "test"}
 
@@ -177,9 +178,6 @@ def read_aishell3(root: Path) -> list[Utterance]:
     return utts
 
 
-_PINYIN_TEXT = re.compile(r"^[a-zü:ê]+[1-5](\s+[a-zü:ê]+[1-5])*$")
-
-
 def read_tsv(path: Path) -> list[Utterance]:
     """`path<TAB>text[<TAB>speaker]` lines (relative paths are relative to the TSV); a folder reads all *.tsv.
 
@@ -204,7 +202,7 @@ def read_tsv(path: Path) -> list[Utterance]:
             speaker = cols[2].strip() if len(cols) == 3 and cols[2].strip() else audio.parent.name
             uid = str(Path(cols[0].strip()).with_suffix("")).replace("/", "_").replace("\\", "_")
             text = cols[1].strip()
-            given = text if _PINYIN_TEXT.match(text) else None  # a line of tone-numbered pinyin is used as is
+            given = text if looks_like_pinyin(text) else None  # a line of tone-numbered pinyin is used as is
             utts.append(Utterance(uid, speaker, audio if audio.is_file() else None, "" if given else text, given))
     if not utts:
         raise BadInput(path, "TSV lists no utterances")

@@ -26,6 +26,8 @@ from voxtool.tasks.pinyin.tokens import (
     Unit,
     Vocab,
     group_label,
+    looks_like_pinyin,
+    pinyin_to_units,
     text_to_units,
     units_to_tokens,
 )
@@ -175,9 +177,14 @@ def transcribe(audio: np.ndarray, sr: int, lm: LoadedModel, beam: int = 1) -> Tr
 
 
 def align(audio: np.ndarray, sr: int, lm: LoadedModel, text: str | list[Unit]) -> Transcript:
-    """Known lyrics -> one segment per character (unit) with start/end and per-phone times."""
-    units = text if isinstance(text, list) else text_to_units(
-        text, latin=lm.config.text.latin, tone_sandhi=lm.config.text.tone_sandhi)
+    """Known lyrics (Hanzi, tone-numbered pinyin, or units) -> one segment per character (unit) with start/end
+    and per-phone times."""
+    if isinstance(text, list):
+        units = text
+    elif looks_like_pinyin(text):
+        units = pinyin_to_units(" ".join(text.split()))
+    else:
+        units = text_to_units(text, latin=lm.config.text.latin, tone_sandhi=lm.config.text.tone_sandhi)
     tokens = units_to_tokens(units)
     ids = lm.vocab.encode(tokens)
     groups = []

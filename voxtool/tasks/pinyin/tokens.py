@@ -340,6 +340,14 @@ def pinyin_to_units(pinyin: str, hanzi: str | None = None) -> list[Unit]:
     return [Unit(t, (s,)) for t, s in zip(labels, syllables, strict=True)]
 
 
+_PINYIN_LINE = re.compile(r"^[a-zü:ê]+[1-5](\s+[a-zü:ê]+[1-5])*$")
+
+
+def looks_like_pinyin(text: str) -> bool:
+    """True for a line of tone-numbered pinyin syllables (`ni3 hao3`), which is then used without G2P."""
+    return bool(_PINYIN_LINE.match(text.strip().lower()))
+
+
 def units_to_tokens(units: list[Unit]) -> list[str]:
     """Units -> `| i f | f | i f |` (one `|` between syllables and at both ends)."""
     out = [SEP]
