@@ -183,11 +183,14 @@ def infer(
                       ] = None,
     confidence: Annotated[bool, typer.Option("--confidence", help="Add the peak salience column.")] = False,
     threshold: Threshold = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Chunks per forward pass.")] = 2,
-    chunk_frames: Annotated[int, typer.Option("--chunk-frames", min=0,
-                                              help="Frames per chunk (10 ms each); 0 = whole file.")] = 1024,
-    context_frames: Annotated[int, typer.Option("--context-frames", min=0,
-                                                help="Overlap frames on each side of a chunk.")] = 128,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1,
+                                                   help="Chunks per forward pass [model's preset, else 2].")] = None,
+    chunk_frames: Annotated[int | None, typer.Option(
+        "--chunk-frames", min=0, help="Frames per chunk (10 ms each); 0 = whole file [model's preset, else 2048].")
+    ] = None,
+    context_frames: Annotated[int | None, typer.Option(
+        "--context-frames", min=0, help="Overlap frames on each side of a chunk [model's preset, else 256].")
+    ] = None,
     device: Device = "auto",
     precision: Annotated[str, typer.Option("--precision", help="32 | 16 | bf16 (accelerators).")] = "32",
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,

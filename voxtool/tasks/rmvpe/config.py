@@ -51,7 +51,7 @@ class DecodeSection(StrictModel):
 
 
 class InferSection(StrictModel):
-    chunk_frames: int = Field(1024, ge=0)  # core frames per chunk; 0 = whole file in one pass
+    chunk_frames: int = Field(2048, ge=0)  # core frames per chunk; 0 = whole file in one pass
     context_frames: int = Field(256, ge=0)  # extra frames each side of a chunk (dropped after the forward)
     batch_size: int = Field(4, ge=1)
 

@@ -1,0 +1,116 @@
+"""Chunked inference: window plan, chunked-vs-whole parity (random and trained weights), writers, ONNX."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from voxtool.tasks.rmvpe.frontend import published_mel_config
+from voxtool.tasks.rmvpe.infer import (
+    TorchPitchModel,
+    load_pitch_model,
+    plan_windows,
+    predict,
+    write_track,
+)
+from voxtool.tasks.rmvpe.model import E2E0
+
+from .synth import SR, harmonic_clip
+
+
+def _max_cents_on_voiced(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
+    voiced = a > 0
+    assert voiced.mean() > 0.3
+    both = voiced & (b > 0)
+    agreement = float(np.mean(both[voiced]))
+    return float(np.max(np.abs(1200 * np.log2(b[both] / a[both])))), agreement
+
+
+@pytest.mark.parametrize("total,chunk,context", [(1000, 256, 64), (100, 256, 64), (700, 100, 30), (33, 0, 0)])
+def test_window_plan_covers_every_frame_once(total, chunk, context):
+    length, windows = plan_windows(total, chunk, context, 32)
+    assert length % 32 == 0
+    covered = np.zeros(total, dtype=int)
+    for w in windows:
+        assert w.start <= w.core_start < w.core_stop <= w.start + length
+        covered[w.core_start : w.core_stop] += 1
+    assert np.all(covered == 1)
+
+
+def test_chunked_matches_whole_file_with_random_published_size_weights():
+    torch.manual_seed(0)
+    model = TorchPitchModel(E2E0().eval(), published_mel_config())
+    audio, _ = harmonic_clip(np.random.default_rng(5), seconds=7.0)
+    whole = predict(audio, SR, model, chunk_frames=0)
+    chunked = predict(audio, SR, model, chunk_frames=128, context_frames=64, batch_size=3)
+    assert len(whole.f0) == len(audio) // 160 + 1
+    worst, agreement = _max_cents_on_voiced(whole.f0, chunked.f0)
+    assert worst < 1.0 and agreement == 1.0
+
+
+def test_chunked_matches_whole_file_with_a_trained_tiny_model(tiny_run):
+    model = load_pitch_model(tiny_run)
+    audio, _ = harmonic_clip(np.random.default_rng(6), seconds=8.0)
+    whole = predict(audio, SR, model, chunk_frames=0)
+    chunked = predict(audio, SR, model, chunk_frames=256, context_frames=128, batch_size=2)
+    worst, agreement = _max_cents_on_voiced(whole.f0, chunked.f0)
+    assert worst < 1.0 and agreement > 0.99
+
+
+def test_writers_and_hop_resampling(tmp_path, tiny_run):
+    model = load_pitch_model(tiny_run)
+    audio, _ = harmonic_clip(np.random.default_rng(7), seconds=1.0)
+    track = predict(audio, SR, model)
+    write_track(tmp_path / "a.csv", track, "csv", with_confidence=True)
+    lines = (tmp_path / "a.csv").read_text().splitlines()
+    assert lines[0] == "time,f0,confidence" and len(lines) == len(track.f0) + 1
+    assert lines[2].startswith("0.010,")
+    write_track(tmp_path / "a.npy", track, "npy")
+    assert np.load(tmp_path / "a.npy").shape == (len(track.f0), 2)
+    coarse = track.resampled(0.0116)  # e.g. 44.1 kHz / 512 hop
+    write_track(tmp_path / "a.json", coarse, "json")
+    doc = json.loads((tmp_path / "a.json").read_text())
+    assert doc["hop_s"] == pytest.approx(0.0116) and len(doc["f0"]) == len(coarse.f0)
+    assert len(coarse.f0) == int((len(track.f0) - 1) * 0.01 / 0.0116) + 1
+
+
+def test_onnx_export_parity_and_onnx_inference(tmp_path, tiny_run):
+    from voxtool.tasks.rmvpe.export import export_onnx, parity_check
+
+    model = load_pitch_model(tiny_run)
+    path = export_onnx(model, tmp_path / "f0.onnx")
+    report = parity_check(model, path, seconds=2.5)
+    assert report["max_cents"] < 1.0 and report["voicing_agreement"] > 0.99
+    onnx_model = load_pitch_model(path)
+    audio, _ = harmonic_clip(np.random.default_rng(8), seconds=6.0)
+    a = predict(audio, SR, model, chunk_frames=256, context_frames=128)
+    b = predict(audio, SR, onnx_model, chunk_frames=256, context_frames=128)
+    worst, agreement = _max_cents_on_voiced(a.f0, b.f0)
+    assert worst < 1.0 and agreement > 0.99
+
+
+def test_infer_cli_files_dirs_formats_and_bad_input(tmp_path, tiny_run, voxtool_cli):
+    rng = np.random.default_rng(9)
+    (tmp_path / "in" / "sub").mkdir(parents=True)
+    for name in ("a.wav", "sub/b.wav"):
+        audio, _ = harmonic_clip(rng, seconds=1.0)
+        stereo_44k = np.stack([audio, audio], axis=1)  # any rate / channel count is accepted
+        sf.write(tmp_path / "in" / name, stereo_44k, SR if name == "a.wav" else 22050)
+    result = voxtool_cli("infer", "rmvpe", str(tmp_path / "in"), "--model", str(tiny_run), "--out",
+                         str(tmp_path / "out"), "--hop-ms", "5", "--confidence", "--device", "cpu", "--json")
+    assert result.returncode == 0, result.stderr
+    summary = json.loads(result.stdout)
+    assert {s["output"] for s in summary} == {str(tmp_path / "out" / "a.csv"), str(tmp_path / "out" / "sub" / "b.csv")}
+    header = (tmp_path / "out" / "a.csv").read_text().splitlines()[:3]
+    assert header[0] == "time,f0,confidence" and header[2].startswith("0.005,")
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"nope")
+    result = voxtool_cli("infer", "rmvpe", str(bad), "--model", str(tiny_run), "--out", str(tmp_path / "x.csv"),
+                         "--device", "cpu")
+    assert result.returncode == 2 and "bad.wav" in result.stderr and "Traceback" not in result.stderr
+    result = voxtool_cli("infer", "rmvpe", str(tmp_path / "in" / "a.wav"), "--model", str(bad), "--device", "cpu")
+    assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
