@@ -70,6 +70,7 @@ class RmvpeTrainTask(TrainTask):
             raise BadInput(data, "train.txt lists no items")
         self.valid_set = PitchDataset(data, "valid", config.mel.hop_length)
         self.crop = crop_settings(config)
+        torch.manual_seed(env.seed)  # the same initial weights on every rank and in every repeat of a run
         self.model = E2E0(config.model.arch()).to(env.device)
         if config.model.output_bias_init is not None:
             # Start near the base rate of a positive bin (about 3 of 360 are 'on'): no slow descent from 0.5.
