@@ -140,3 +140,21 @@ def test_error_rates():
     r = error_rates(ref, hyp)
     assert r["ter"] == pytest.approx(1 / 5) and r["ser"] == pytest.approx(1 / 3) and r["ser_toneless"] == 0
     assert error_rates(ref, [[], []])["ser"] == 1.0
+
+
+def test_blank_padding_and_spec_augment():
+    from voxtool.tasks.pinyin.config import AugmentConfig
+    from voxtool.tasks.pinyin.data import Item, collate
+    from voxtool.tasks.pinyin.losses import spec_augment
+
+    rng = np.random.default_rng(0)
+    items = [Item(rng.normal(size=(64, 30)).astype(np.float32), np.array([1, 5, 1]), "", "", "s"),
+             Item(rng.normal(size=(64, 20)).astype(np.float32), np.array([1, 6, 7, 1]), "", "", "s")]
+    feats, lens, targets, tlens = collate(items, pad_frames=5)
+    assert feats.shape == (2, 64, 40) and lens.tolist() == [40, 30] and tlens.tolist() == [3, 4]
+    assert torch.allclose(feats[0, :, :5], torch.from_numpy(items[0].mel.min(axis=1, keepdims=True)).expand(64, 5))
+    assert torch.equal(feats[0, :, 5:35], torch.from_numpy(items[0].mel))
+    aug = spec_augment(feats, lens, AugmentConfig(freq_masks=2, freq_width=10, time_masks=2, time_width=0.2), rng)
+    changed = (aug != feats)
+    assert changed.any() and not changed[1, :, 30:].any()  # padding is never touched
+    assert torch.equal(spec_augment(feats, lens, AugmentConfig(freq_masks=0, time_masks=0), rng), feats)

@@ -94,3 +94,28 @@ def test_forced_alignment_boundaries_within_40ms(trained):
             assert got.phones and got.phones[0].start == got.start and got.phones[-1].end == got.end
     errors = np.abs(np.array(errors))
     assert np.median(errors) < 0.040, np.median(errors)
+
+
+def test_lyrics_folder_mirrors_the_inputs(trained, tmp_path):
+    import soundfile as sf
+
+    from voxtool.errors import BadInput
+    from voxtool.tasks.pinyin.infer import transcribe_paths
+
+    rng = np.random.default_rng(5)
+    expected = {}
+    for rel in ("a/x", "b/c/y"):
+        wav, segs = synth.make_utterance(rng, 3, 3)
+        (tmp_path / "in" / rel).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / "lyrics" / rel).parent.mkdir(parents=True, exist_ok=True)
+        sf.write(tmp_path / "in" / f"{rel}.wav", wav, synth.SR)
+        (tmp_path / "lyrics" / f"{rel}.txt").write_text(" ".join(s.pinyin for s in segs), encoding="utf-8")
+        expected[rel] = [s.pinyin for s in segs]
+    done = transcribe_paths([str(tmp_path / "in")], tmp_path / "out", trained["run"], text=tmp_path / "lyrics")
+    assert len(done) == 2 and all(d["aligned"] for d in done)
+    for rel, pinyins in expected.items():
+        rows = (tmp_path / "out" / f"{rel}.csv").read_text(encoding="utf-8").splitlines()
+        assert rows[0] == "start,end,pinyin,text" and [r.split(",")[2] for r in rows[1:]] == pinyins
+    (tmp_path / "lyrics" / "a" / "x.txt").unlink()
+    with pytest.raises(BadInput, match="no lyrics"):
+        transcribe_paths([str(tmp_path / "in")], tmp_path / "out2", trained["run"], text=tmp_path / "lyrics")

@@ -1,0 +1,183 @@
+"""pinyin task benchmarks (CPU unless --device says otherwise).
+
+    python benchmarks/pinyin.py                    # everything
+    python benchmarks/pinyin.py --only rtf         # rtf | train | blank
+
+- rtf: transcription real-time factor (processing seconds per audio second, emissions + decoding) on 10 s of
+  synthetic speech for the `pinyin` (15x5) and `pinyin-5x5` presets, greedy and prefix beam 8; median of runs.
+  Weights are random, so the network part is exact but the beam search sees flat posteriors (its worst case: every
+  frame expands `beam` tokens); the trained tiny model's beam cost is reported alongside.
+  Ratios: beam 8 / greedy, 5x5 / 15x5.
+- train: optimiser steps/s for pinyin-tiny (batch 16 x ~2 s), pinyin-5x5 and pinyin (batch 4 x 4 s); ratios vs
+  tiny.
+- blank: pinyin-tiny trained on the synthetic tonal language (same data, seed and steps) with the blank loss off
+  and on: held-out syllable/token error rate, share of blank frames, and the median forced-alignment boundary
+  error against the known syllable boundaries.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import shutil
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+
+def _median_time(fn, runs: int) -> float:
+    times = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def _loaded_model(preset: str, device: str):
+    from voxtool.audio.mel import LogMel
+    from voxtool.presets import load_config
+    from voxtool.tasks.pinyin.infer import LoadedModel
+    from voxtool.tasks.pinyin.tokens import Vocab
+    from voxtool.tasks.pinyin.train import PinyinConfig, build_model
+
+    cfg = load_config(PinyinConfig, preset, [], task="pinyin")
+    torch.manual_seed(0)
+    model = build_model(cfg).to(device).eval()
+    return LoadedModel(model, Vocab(), cfg, torch.device(device), LogMel(cfg.features.mel).to(device))
+
+
+def bench_rtf(runs: int, device: str, trained: Path | None) -> dict:
+    from voxtool.tasks.pinyin import synth
+    from voxtool.tasks.pinyin.infer import load_model, transcribe
+
+    rng = np.random.default_rng(0)
+    pieces = []
+    while sum(p.size for p in pieces) < 10 * synth.SR:
+        pieces.append(synth.make_utterance(rng, 4, 6)[0])
+    audio = np.concatenate(pieces)[: 10 * synth.SR]
+    seconds = audio.size / synth.SR
+    out = {"audio_seconds": seconds}
+    models = {p: _loaded_model(p, device) for p in ("pinyin", "pinyin-5x5")}
+    if trained is not None:
+        models["pinyin-tiny (trained)"] = load_model(trained, device)
+    for name, lm in models.items():
+        transcribe(audio, synth.SR, lm)  # warm-up
+        row = {}
+        for beam in (1, 8):
+            row[f"rtf_beam{beam}"] = _median_time(lambda b=beam, m=lm: transcribe(audio, synth.SR, m, b), runs) / seconds
+        row["beam8_over_greedy"] = row["rtf_beam8"] / row["rtf_beam1"]
+        out[name] = row
+    out["5x5_over_15x5_greedy"] = out["pinyin-5x5"]["rtf_beam1"] / out["pinyin"]["rtf_beam1"]
+    return out
+
+
+def _train_step(model, opt, feats, lens, targets, tlens, device: str) -> None:
+    from voxtool.tasks.pinyin.losses import ctc_loss
+
+    lp, ol = model(feats, lens)
+    loss = ctc_loss(lp, ol, targets, tlens)
+    opt.zero_grad()
+    loss.backward()
+    opt.step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def bench_train(runs: int, device: str) -> dict:
+    from voxtool.presets import load_config
+    from voxtool.tasks.pinyin.losses import NovoGrad
+    from voxtool.tasks.pinyin.train import PinyinConfig, build_model
+
+    out = {}
+    for preset, batch, frames in (("pinyin-tiny", 16, 200), ("pinyin-5x5", 4, 400), ("pinyin", 4, 400)):
+        cfg = load_config(PinyinConfig, preset, [], task="pinyin")
+        torch.manual_seed(0)
+        model = build_model(cfg).to(device).train()
+        opt = NovoGrad(model.parameters(), lr=0.01)
+        feats = torch.randn(batch, 64, frames, device=device)
+        lens = torch.full((batch,), frames, device=device)
+        targets = torch.randint(2, 200, (batch, frames // 8), device=device)
+        tlens = torch.full((batch,), frames // 8, device=device)
+        step = functools.partial(_train_step, model, opt, feats, lens, targets, tlens, device)
+        step()
+        dt = _median_time(step, runs)
+        out[preset] = {"batch": batch, "frames": frames, "steps_per_s": 1 / dt}
+    for p in ("pinyin-5x5", "pinyin"):
+        out[p]["vs_tiny"] = out[p]["steps_per_s"] / out["pinyin-tiny"]["steps_per_s"]
+    return out
+
+
+def bench_blank(steps: int, device: str, keep: Path | None) -> dict:
+    from voxtool.options import TrainOptions
+    from voxtool.presets import load_config
+    from voxtool.tasks.pinyin import synth
+    from voxtool.tasks.pinyin.data import prepare
+    from voxtool.tasks.pinyin.infer import align, evaluate_dataset, load_model
+    from voxtool.tasks.pinyin.train import PinyinConfig, PinyinTrainTask
+    from voxtool.training.run import train_from_options
+
+    tmp = Path(tempfile.mkdtemp(prefix="pinyin-bench-"))
+    out = {"steps": steps}
+    try:
+        synth.write_corpus(tmp / "corpus", 320, seed=0, speakers=10)
+        cfg = load_config(PinyinConfig, "pinyin-tiny", [], task="pinyin")
+        prepare("tsv", [tmp / "corpus" / "corpus.tsv"], tmp / "ds", feat=cfg.features, text_cfg=cfg.text,
+                valid_frac=0.1, test_frac=0.1)
+        for label, weight in (("off", 0.0), ("on", 0.5)):
+            opts = TrainOptions(exp=label, runs_dir=tmp / "runs", preset="pinyin-tiny", device=device, steps=steps,
+                                quiet=True, set=[f"blank_loss.weight={weight}", f"train.valid_every={steps}"])
+            t = time.perf_counter()
+            train_from_options(PinyinTrainTask, PinyinConfig, tmp / "ds", opts, default_preset="pinyin-tiny")
+            train_s = time.perf_counter() - t
+            m = evaluate_dataset(tmp / "runs" / label, tmp / "ds", "test", device=device)
+            lm = load_model(tmp / "runs" / label, device)
+            rng = np.random.default_rng(99)
+            err = []
+            for _ in range(30):
+                wav, segs = synth.make_utterance(rng)
+                tr = align(wav, synth.SR, lm, " ".join(s.pinyin for s in segs))
+                for truth, got in zip(segs, tr.segments, strict=True):
+                    err += [abs(got.start - truth.start), abs(got.end - truth.end)]
+            out[label] = {"weight": weight, "test_ser": m["ser"], "test_ter": m["ter"],
+                          "blank_share": m["blank_share"], "median_boundary_error_ms": 1000 * float(np.median(err)),
+                          "train_seconds": train_s}
+        if keep is not None:
+            shutil.copytree(tmp / "runs" / "on", keep, dirs_exist_ok=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--only", choices=["rtf", "train", "blank"], action="append")
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--blank-steps", type=int, default=260)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    only = set(args.only or ["blank", "rtf", "train"])
+    results: dict = {"device": args.device, "threads": args.threads}
+    trained = None
+    keep = Path(tempfile.mkdtemp(prefix="pinyin-bench-model-")) if "blank" in only and "rtf" in only else None
+    if "blank" in only:
+        results["blank"] = bench_blank(args.blank_steps, args.device, keep)
+        trained = keep
+    if "rtf" in only:
+        results["rtf"] = bench_rtf(args.runs, args.device, trained)
+    if "train" in only:
+        results["train"] = bench_train(args.runs, args.device)
+    if keep is not None:
+        shutil.rmtree(keep, ignore_errors=True)
+    print(json.dumps(results, indent=1))
+
+
+if __name__ == "__main__":
+    main()
