@@ -296,7 +296,7 @@ def read_list(root: Path, split: str) -> list[str]:
 
 @dataclass
 class Item:
-    mel: np.ndarray  # (F, T) float32
+    mel: np.ndarray  # (F, T) float16 as stored (collate makes float32 batches): halves the item cache
     tokens: np.ndarray  # (L,) int64
     text: str
     pinyin: str
@@ -306,7 +306,7 @@ class Item:
 def load_item(path: Path) -> Item:
     try:
         with np.load(path, allow_pickle=False) as z:
-            return Item(z["mel"].astype(np.float32), z["tokens"].astype(np.int64), str(z["text"]),
+            return Item(z["mel"], z["tokens"].astype(np.int64), str(z["text"]),
                         str(z["pinyin"]), str(z["speaker"]))
     except (OSError, KeyError, ValueError) as e:
         raise BadInput(path, f"unreadable dataset item ({e})") from None
@@ -315,7 +315,7 @@ def load_item(path: Path) -> Item:
 class PinyinDataset:
     """One split of a prepared dataset; items are cached in memory up to `cache_items` of them."""
 
-    def __init__(self, root: Path, split: str, cache_items: int = 20000):
+    def __init__(self, root: Path, split: str, cache_items: int = 4000):
         self.root = Path(root)
         self.header = read_header(self.root)
         self.vocab = Vocab.from_dict(self.header["vocab"])
@@ -346,7 +346,7 @@ def collate(items: list[Item], pad_frames: int = 0):
 
     mels = []
     for it in items:
-        m = it.mel
+        m = it.mel.astype(np.float32, copy=False)
         if pad_frames:
             floor = m.min(axis=1, keepdims=True).repeat(pad_frames, axis=1)
             m = np.concatenate([floor, m, floor], axis=1)

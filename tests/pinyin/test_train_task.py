@@ -1,0 +1,56 @@
+"""The pinyin TrainTask pieces: silence padding for the first K epochs, losses logged, validation metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from voxtool.errors import BadInput
+from voxtool.presets import load_config
+from voxtool.tasks.pinyin.data import prepare
+from voxtool.tasks.pinyin.train import PinyinConfig, PinyinTrainTask
+from voxtool.training.task import RunEnv, StepContext
+
+
+@pytest.fixture
+def dataset(corpus_tree, tmp_path):
+    cfg = load_config(PinyinConfig, "pinyin-tiny", [], task="pinyin")
+    prepare("tsv", [corpus_tree("tsv")], tmp_path / "ds", feat=cfg.features, text_cfg=cfg.text, valid_frac=0.34,
+            test_frac=0.0)
+    return tmp_path / "ds"
+
+
+def make_task(data, *overrides):
+    cfg = load_config(PinyinConfig, "pinyin-tiny", ["train.batch_size=4", *overrides], task="pinyin")
+    return PinyinTrainTask(cfg, data, RunEnv(device=torch.device("cpu")))
+
+
+def test_blank_padding_only_in_the_first_epochs(dataset):
+    task = make_task(dataset, "augment.blank_pad_frames=10", "augment.blank_pad_epochs=1", "augment.freq_masks=0",
+                     "augment.time_masks=0")
+    n_train = len(task.train_set)
+    early = task.sample_batch(0, np.random.default_rng(0))
+    late = task.sample_batch(n_train, np.random.default_rng(0))  # step n_train * batch 4 = epoch 4
+    assert task.epoch_of(0) == 0 and task.epoch_of(n_train) == pytest.approx(4.0)
+    assert (early[1] - late[1]).tolist() == [20] * 4  # same items, 10 silence frames at each end
+    assert torch.equal(early[0][:, :, 10:10 + int(late[1][0])][0], late[0][0, :, : int(late[1][0])])
+
+
+def test_training_step_and_validation(dataset):
+    task = make_task(dataset, "blank_loss.weight=0.5")
+    batch = task.sample_batch(0, np.random.default_rng(0))
+    ctx = StepContext(step=0, model=task.model, modules={"model": task.model}, ema=None, env=task.env)
+    out = task.training_step(batch, ctx)
+    assert {"loss", "ctc", "blank_loss", "blank_share"} <= set(out) and torch.isfinite(out["loss"])
+    out["loss"].backward()
+    assert all(p.grad is not None for p in task.model.parameters())
+    metrics = task.validate(task.model)
+    assert {"valid/ter", "valid/ser", "valid/ser_toneless", "valid/loss", "valid/blank_share"} == set(metrics)
+    assert task.best_metric() == ("valid/ser", "min")
+    assert task.deployable(task.model)["vocab"]["version"] == "pinyin-v1"
+
+
+def test_features_must_match_the_preset(dataset):
+    with pytest.raises(BadInput, match="features differ"):
+        make_task(dataset, "features.mel.n_mels=80")
