@@ -44,9 +44,12 @@ def _current_rss_mb() -> float:
 
 
 def bench_prep(runs: int, n_takes: int) -> dict:
+    import torch
+
     from voxtool.tasks.mouth.data import prepare_lipsync
     from voxtool.tasks.mouth.synth import make_corpus, make_singers
 
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     tmp = Path(tempfile.mkdtemp(prefix="mouth-bench-prep-"))
     try:
         singers = make_singers(n_takes // 2, seed=3)

@@ -30,13 +30,13 @@ def prep_lipsync(
 ) -> None:
     """LipsSync takes (audio.wav + mouth_data.csv) -> a prepared mouth dataset."""
     from voxtool.console import emit_json, log, print_table, progress
-    from voxtool.tasks.mouth.data import prepare_lipsync
+    from voxtool.tasks.mouth.data import find_takes, prepare_lipsync
 
-    totals: dict[str, int] = {}
-    with progress(None, "prep lipsync") as advance:
+    total = len(find_takes(src)[0]) if src.is_dir() else None  # a quick scan, so the bar knows its length
+    with progress(total, "prep lipsync") as advance:
         summary = prepare_lipsync(
             src, out, target=target, unseen_list=unseen, valid_list=valid, workers=workers, overwrite=overwrite,
-            strict=strict, log=log, advance=advance, on_total=lambda n: totals.update(n=n),
+            strict=strict, log=log, advance=advance,
         )  # fmt: skip
     if json_out:
         emit_json({

@@ -455,7 +455,6 @@ def prepare_lipsync(
     strict: bool = False,
     log: Callable[[str], None] = lambda s: None,
     advance: Callable[..., None] | None = None,
-    on_total: Callable[[int], None] | None = None,
 ) -> PrepSummary:
     """Prepare a LipsSync folder into `out`. `valid_list` defaults to `src_dir/valid.txt` when it exists."""
     src_dir, out = Path(src_dir), Path(out)
@@ -490,8 +489,6 @@ def prepare_lipsync(
 
     results: dict[str, dict] = {}
     bad: list[tuple[str, str]] = list(problems)
-    if on_total:
-        on_total(len(takes))
 
     def collect(rel: str, meta: dict | None, reason: str | None) -> None:
         if reason is not None:
@@ -503,6 +500,18 @@ def prepare_lipsync(
         if advance:
             advance(1)
 
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # one STFT per take is too small for intra-op threads: parallelism is across takes
+    try:
+        _run_all(takes, out, target, overwrite, workers, collect)
+    finally:
+        torch.set_num_threads(threads)
+    return _write_dataset(out, takes, results, bad, valid, unseen, target, layout, mel, log)
+
+
+def _run_all(takes, out, target, overwrite, workers, collect) -> None:
     if workers <= 1:
         for src in takes:
             collect(*_process(src, out, target, overwrite))
@@ -518,8 +527,6 @@ def prepare_lipsync(
                 for f in futures:
                     f.cancel()
                 raise
-
-    return _write_dataset(out, takes, results, bad, valid, unseen, target, layout, mel, log)
 
 
 def _write_dataset(out, takes, results, bad, valid, unseen, target, layout, mel, log) -> PrepSummary:
