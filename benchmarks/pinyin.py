@@ -12,8 +12,9 @@
 - train: optimiser steps/s for pinyin-tiny (batch 16 x ~2 s), pinyin-5x5 and pinyin (batch 4 x 4 s); ratios vs
   tiny.
 - blank: pinyin-tiny trained on the synthetic tonal language (same data, seed and steps) with the blank loss off
-  and on: held-out syllable/token error rate, share of blank frames, and the median forced-alignment boundary
-  error against the known syllable boundaries.
+  and on: held-out syllable/token error rate, share of blank frames, and the forced-alignment boundary errors
+  (syllable starts/ends, and the initial->final phone boundary) against the known boundaries, for both boundary
+  modes (posterior re-segmentation, default; plain CTC spans).
 """
 
 from __future__ import annotations
@@ -158,16 +159,22 @@ def bench_blank(steps: int, device: str, keep: Path | None) -> dict:
             train_s = time.perf_counter() - t
             m = evaluate_dataset(tmp / "runs" / label, tmp / "ds", "test", device=device)
             lm = load_model(tmp / "runs" / label, device)
-            rng = np.random.default_rng(99)
-            err = []
-            for _ in range(30):
-                wav, segs = synth.make_utterance(rng)
-                tr = align(wav, synth.SR, lm, " ".join(s.pinyin for s in segs))
-                for truth, got in zip(segs, tr.segments, strict=True):
-                    err += [abs(got.start - truth.start), abs(got.end - truth.end)]
-            out[label] = {"weight": weight, "test_ser": m["ser"], "test_ter": m["ter"],
-                          "blank_share": m["blank_share"], "median_boundary_error_ms": 1000 * float(np.median(err)),
-                          "train_seconds": train_s}
+            row = {"weight": weight, "test_ser": m["ser"], "test_ter": m["ter"], "blank_share": m["blank_share"],
+                   "train_seconds": train_s}
+            for mode in ("posterior", "ctc"):
+                rng = np.random.default_rng(99)
+                err, p90, phone = [], [], []
+                for _ in range(30):
+                    wav, segs = synth.make_utterance(rng)
+                    tr = align(wav, synth.SR, lm, " ".join(s.pinyin for s in segs), boundaries=mode)
+                    for truth, got in zip(segs, tr.segments, strict=True):
+                        err += [abs(got.start - truth.start), abs(got.end - truth.end)]
+                        if len(got.phones) == 2:
+                            phone.append(abs(got.phones[1].start - truth.final_start))
+                row[f"{mode}_median_boundary_error_ms"] = 1000 * float(np.median(err))
+                row[f"{mode}_p90_boundary_error_ms"] = 1000 * float(np.percentile(err, 90))
+                row[f"{mode}_median_initial_final_error_ms"] = 1000 * float(np.median(phone))
+            out[label] = row
         if keep is not None:
             shutil.copytree(tmp / "runs" / "on", keep, dirs_exist_ok=True)
     finally:

@@ -158,3 +158,25 @@ def test_blank_padding_and_spec_augment():
     changed = (aug != feats)
     assert changed.any() and not changed[1, :, 30:].any()  # padding is never touched
     assert torch.equal(spec_augment(feats, lens, AugmentConfig(freq_masks=0, time_masks=0), rng), feats)
+
+
+def test_blank_free_starts_move_boundaries_off_late_spikes():
+    from voxtool.tasks.pinyin.decode import blank_free_starts
+
+    # token 1 spikes at frame 1, token 2 only spikes at frame 5, but frames 3-4 (blank by argmax) already favour
+    # token 2 over token 1: CTC puts the boundary at the spike (5), the blank-free pass at 3.
+    p = np.array([
+        # blank  tok1  tok2
+        [0.10, 0.80, 0.10],
+        [0.05, 0.90, 0.05],
+        [0.80, 0.15, 0.05],
+        [0.80, 0.05, 0.15],
+        [0.80, 0.02, 0.18],
+        [0.10, 0.05, 0.85],
+    ])
+    lp = np.log(p)
+    states = forced_align(lp, [1, 2])
+    assert [s.start for s in token_spans(states, lp, [1, 2])] == [0, 5]
+    assert blank_free_starts(lp, [1, 2]) == [0, 3]
+    with pytest.raises(AlignmentError):
+        blank_free_starts(lp[:1], [1, 2])

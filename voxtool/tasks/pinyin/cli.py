@@ -93,6 +93,8 @@ def transcribe(
     fmt: Annotated[str | None, typer.Option(
         "--format", help="csv | json | textgrid (default: from --out, else csv).")] = None,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|mps|xpu|npu|sdaa[:N]")] = "cpu",
+    boundaries: Annotated[str, typer.Option(
+        help="posterior (blank-free re-segmentation, default) | ctc (Viterbi CTC spans).")] = "posterior",
     skip_existing: Annotated[bool, typer.Option(help="Skip inputs whose output exists.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print what was written as JSON on stdout.")] = False,
 ) -> None:
@@ -104,7 +106,7 @@ def transcribe(
     dev = resolve_device(device).torch
     with progress(None, "transcribe pinyin") as advance:
         results = transcribe_paths(inputs, out, model, text=text, beam=beam, fmt=fmt, device=dev,
-                                   skip_existing=skip_existing, advance=advance)
+                                   skip_existing=skip_existing, boundaries=boundaries, advance=advance)
     if json_out:
         emit_json(results)
     else:

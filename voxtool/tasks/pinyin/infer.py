@@ -19,7 +19,14 @@ import torch
 
 from voxtool.errors import BadInput, VoxtoolError
 from voxtool.fileio import atomic_path, write_text_atomic
-from voxtool.tasks.pinyin.decode import AlignmentError, forced_align, greedy_decode, prefix_beam_search, token_spans
+from voxtool.tasks.pinyin.decode import (
+    AlignmentError,
+    blank_free_starts,
+    forced_align,
+    greedy_decode,
+    prefix_beam_search,
+    token_spans,
+)
 from voxtool.tasks.pinyin.tokens import (
     SEP,
     TextError,
@@ -128,13 +135,23 @@ class Transcript:
 
 
 def _segments(log_probs: np.ndarray, ids: list[int], groups: list[tuple[list[int], str, str]], lm: LoadedModel,
-              duration: float) -> list[Segment]:
+              duration: float, boundaries: str = "posterior") -> list[Segment]:
     """Force-align `ids` and cut segments: groups = (target indices, pinyin label, text label).
 
-    A segment starts at its first token's first frame and ends where the `|` after it starts (blank frames
-    before that `|` stay with the segment: long sung vowels keep their length), else where the next token starts."""
+    A segment starts at its first token's first frame and ends where the token after it (normally its `|`)
+    starts, so blank frames after a CTC spike stay with the segment (long sung vowels keep their length).
+    boundaries = "ctc": token starts from the Viterbi CTC path; "posterior" (default): from the blank-free
+    re-segmentation (`blank_free_starts`), which moves boundaries off CTC's late spikes. Scores always come from
+    the CTC path."""
     path = forced_align(log_probs, ids, lm.vocab.blank)
     spans = token_spans(path, log_probs, ids)
+    if boundaries == "posterior":
+        starts = blank_free_starts(log_probs, ids, lm.vocab.blank)
+    elif boundaries == "ctc":
+        starts = [sp.start for sp in spans]
+    else:
+        raise BadInput(None, f"--boundaries must be posterior or ctc, not '{boundaries}'")
+    T = log_probs.shape[0]
 
     def t(frame: int) -> float:
         return float(min(duration, max(0.0, frame * lm.frame_s + lm.offset_s)))
@@ -143,19 +160,20 @@ def _segments(log_probs: np.ndarray, ids: list[int], groups: list[tuple[list[int
     for idx, pinyin, text in groups:
         first, last = idx[0], idx[-1]
         nxt = last + 1
-        end_frame = spans[nxt].start if nxt < len(spans) else spans[last].until
+        end_frame = starts[nxt] if nxt < len(starts) else T
         phones = []
         for k, j in enumerate(idx):
-            p_end = spans[idx[k + 1]].start if k + 1 < len(idx) else end_frame
-            phones.append(Phone(round(t(spans[j].start), 4), round(t(max(p_end, spans[j].start + 1)), 4),
+            p_end = starts[idx[k + 1]] if k + 1 < len(idx) else end_frame
+            phones.append(Phone(round(t(starts[j]), 4), round(t(max(p_end, starts[j] + 1)), 4),
                                 lm.vocab.tokens[ids[j]]))
         score = float(np.mean([spans[j].score for j in idx]))
-        out.append(Segment(round(t(spans[first].start), 4), round(t(max(end_frame, spans[first].start + 1)), 4),
+        out.append(Segment(round(t(starts[first]), 4), round(t(max(end_frame, starts[first] + 1)), 4),
                            pinyin, text, round(score, 4), phones))
     return out
 
 
-def transcribe(audio: np.ndarray, sr: int, lm: LoadedModel, beam: int = 1) -> Transcript:
+def transcribe(audio: np.ndarray, sr: int, lm: LoadedModel, beam: int = 1, boundaries: str = "posterior"
+               ) -> Transcript:
     """Decode (greedy, or prefix beam search with `beam` > 1) -> one segment per decoded syllable."""
     lp = emissions(audio, sr, lm)
     duration = len(audio) / sr
@@ -173,10 +191,11 @@ def transcribe(audio: np.ndarray, sr: int, lm: LoadedModel, beam: int = 1) -> Tr
             cur.append(j)
     if not groups:
         return Transcript(duration, [])
-    return Transcript(duration, _segments(lp, ids, groups, lm, duration))
+    return Transcript(duration, _segments(lp, ids, groups, lm, duration, boundaries))
 
 
-def align(audio: np.ndarray, sr: int, lm: LoadedModel, text: str | list[Unit]) -> Transcript:
+def align(audio: np.ndarray, sr: int, lm: LoadedModel, text: str | list[Unit], boundaries: str = "posterior"
+          ) -> Transcript:
     """Known lyrics (Hanzi, tone-numbered pinyin, or units) -> one segment per character (unit) with start/end
     and per-phone times."""
     if isinstance(text, list):
@@ -200,7 +219,7 @@ def align(audio: np.ndarray, sr: int, lm: LoadedModel, text: str | list[Unit]) -
     lp = emissions(audio, sr, lm)
     duration = len(audio) / sr
     try:
-        segs = _segments(lp, ids, groups, lm, duration)
+        segs = _segments(lp, ids, groups, lm, duration, boundaries)
     except AlignmentError as e:
         raise VoxtoolError(f"cannot align: {e}") from None
     for s in segs:
@@ -282,14 +301,15 @@ def read_lyrics(path: Path) -> str:
         raise BadInput(path, f"cannot read lyrics ({e})") from None
 
 
-def transcribe_file(src: Path, lm: LoadedModel, beam: int = 1, lyrics: str | None = None) -> Transcript:
+def transcribe_file(src: Path, lm: LoadedModel, beam: int = 1, lyrics: str | None = None,
+                    boundaries: str = "posterior") -> Transcript:
     from voxtool.audio.io import load_audio
 
     audio = load_audio(src, sr=lm.sample_rate)
     if lyrics is None:
-        return transcribe(audio, lm.sample_rate, lm, beam)
+        return transcribe(audio, lm.sample_rate, lm, beam, boundaries)
     try:
-        return align(audio, lm.sample_rate, lm, lyrics)
+        return align(audio, lm.sample_rate, lm, lyrics, boundaries)
     except TextError as e:
         raise BadInput(src, f"lyrics: {e}") from None
     except VoxtoolError as e:
@@ -321,7 +341,7 @@ def _lyrics_for(src: Path, inputs: list[str], text: Path, n_jobs: int) -> str:
 
 def transcribe_paths(inputs: list[str], out: Path | None, model: str | Path, *, text: Path | None = None,
                      beam: int = 1, fmt: str | None = None, device="cpu", skip_existing: bool = False,
-                     advance=None) -> list[dict]:
+                     boundaries: str = "posterior", advance=None) -> list[dict]:
     """Files / folders / globs -> one output per input (model loaded once). Returns what was written."""
     from voxtool.inputs import expand_inputs
 
@@ -332,7 +352,7 @@ def transcribe_paths(inputs: list[str], out: Path | None, model: str | Path, *, 
     results = []
     for job in jobs:
         lyrics = _lyrics_for(job.src, [str(i) for i in inputs], Path(text), len(jobs)) if text else None
-        tr = transcribe_file(job.src, lm, beam=beam, lyrics=lyrics)
+        tr = transcribe_file(job.src, lm, beam=beam, lyrics=lyrics, boundaries=boundaries)
         write_transcript(tr, job.dst, fmt_name, job.src)
         results.append({"input": str(job.src), "output": str(job.dst), "pinyin": tr.pinyin,
                         "segments": len(tr.segments), "aligned": tr.aligned})
