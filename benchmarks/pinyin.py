@@ -163,7 +163,7 @@ def bench_blank(steps: int, device: str, keep: Path | None) -> dict:
                    "train_seconds": train_s}
             for mode in ("posterior", "ctc"):
                 rng = np.random.default_rng(99)
-                err, p90, phone = [], [], []
+                err, phone = [], []
                 for _ in range(30):
                     wav, segs = synth.make_utterance(rng)
                     tr = align(wav, synth.SR, lm, " ".join(s.pinyin for s in segs), boundaries=mode)
