@@ -131,12 +131,67 @@ def evaluate(
         print_table(f"mouth eval ({split})", ["metric", "value"], [[k, v] for k, v in metrics.items()])
 
 
+@common_flags
+def prep_unlabeled(
+    src: Annotated[Path, typer.Argument(help="Folder of vocal recordings (any format libsndfile reads).")],
+    out: Annotated[Path, typer.Argument(help="Output dataset folder.")],
+    like: Annotated[Path | None, typer.Option(help="Labeled dataset whose mel settings to copy (recommended).")] = None,
+    min_frames: Annotated[int, typer.Option(min=1, help="Shortest usable file, in frames (one training crop).")] = 128,
+    workers: Annotated[int, typer.Option(min=1, help="Files processed in parallel.")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="Rebuild files already prepared.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
+) -> None:
+    """Unlabeled vocals -> log-mel dataset for `voxtool ssl mouth`."""
+    from voxtool.console import emit_json, print_table, progress
+    from voxtool.tasks.mouth.unlabeled import find_audio, prepare_unlabeled
+
+    total = len(find_audio(src)) if src.is_dir() else None
+    with progress(total, "prep unlabeled") as advance:
+        summary = prepare_unlabeled(src, out, like=like, min_frames=min_frames, workers=workers,
+                                    overwrite=overwrite, advance=advance)  # fmt: skip
+    if json_out:
+        emit_json({"out": str(summary.out), "files": summary.files, "hours": summary.seconds / 3600,
+                   "frames": summary.frames, "reused": summary.reused,
+                   "skipped": [{"path": p, "reason": r} for p, r in summary.skipped]})  # fmt: skip
+        return
+    rows = [["files", summary.files], ["hours", round(summary.seconds / 3600, 4)], ["frames", summary.frames],
+            ["already prepared (reused)", summary.reused], ["skipped", len(summary.skipped)]]  # fmt: skip
+    print_table(f"prep unlabeled -> {summary.out}", ["", "value"], rows)
+    if summary.skipped:
+        print_table("skipped files", ["path", "reason"], [[p, r] for p, r in summary.skipped])
+
+
+@train_command
+def ssl(
+    data: Annotated[Path, typer.Argument(help="Prepared labeled dataset (from `voxtool prep lipsync`).")],
+    unlabeled: Annotated[
+        Path | None, typer.Option(help="Prepared unlabeled dataset (from `voxtool prep unlabeled`).")
+    ] = None,
+    *,
+    opts: TrainOptions,
+) -> None:
+    """Semi-supervised training (Mean Teacher + R-Drop) on labeled takes and unlabeled vocals."""
+    from voxtool.errors import BadInput
+    from voxtool.tasks.mouth.ssl import MouthSSLConfig, MouthSSLTask, unlabeled_override
+    from voxtool.training.run import train_from_options
+
+    overrides = []
+    if unlabeled is not None:
+        if not unlabeled.is_dir():
+            raise BadInput(unlabeled, "unlabeled dataset folder not found")
+        overrides.append(unlabeled_override(unlabeled))
+    elif not opts.resume:
+        raise BadInput(None, "--unlabeled is required (a folder from `voxtool prep unlabeled`)")
+    train_from_options(MouthSSLTask, MouthSSLConfig, data, opts, default_preset="mouth-ssl", overrides=overrides)
+
+
 plugin = TaskPlugin(
     name="mouth",
     summary="R^3-MOE mouth-opening curves from singing (LipsSync data, BiLSTM regression)",
     commands={
-        "prep": {"lipsync": prep_lipsync},
+        "prep": {"lipsync": prep_lipsync, "unlabeled": prep_unlabeled},
         "train": {"mouth": train},
+        "ssl": {"mouth": ssl},
         "infer": {"mouth": infer},
         "eval": {"mouth": evaluate},
     },

@@ -599,6 +599,11 @@ class MouthDataset:
             raise BadInput(meta_path, f"not a mouth dataset (format {self.meta.get('format')!r})")
 
     @property
+    def kind(self) -> str:
+        """'lipsync' (labeled) or 'unlabeled'."""
+        return str(self.meta.get("kind", "lipsync"))
+
+    @property
     def norm_range(self) -> tuple[float, float]:
         lo, hi = self.meta["norm_range"]
         return float(lo), float(hi)

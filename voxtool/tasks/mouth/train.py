@@ -86,6 +86,8 @@ class MouthTrainTask(TrainTask):
         if data is None:
             raise BadInput(None, "give the prepared dataset folder (from `voxtool prep lipsync`)")
         self.dataset = MouthDataset(data)
+        if self.dataset.kind != "lipsync":
+            raise BadInput(data, f"is a {self.dataset.kind} dataset; training needs a labeled one (prep lipsync)")
         mel_meta = self.dataset.meta.get("mel", {})
         if mel_meta.get("n_mels", config.model.n_mels) != config.model.n_mels:
             raise BadInput(data, f"dataset has {mel_meta.get('n_mels')} mel bins, model.n_mels is "
