@@ -79,7 +79,7 @@ def train(
 @common_flags
 def infer(
     inputs: Annotated[list[str], typer.Argument(help="Audio files, folders (mirrored) or globs.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="model.pt or a run folder.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="model.pt, a run folder, or an exported .onnx.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (one input) or folder.")] = None,
     fps: Annotated[float | None, typer.Option(help="Output frame rate (default: the model's 50).")] = None,
     fmt: Annotated[
@@ -185,6 +185,27 @@ def ssl(
     train_from_options(MouthSSLTask, MouthSSLConfig, data, opts, default_preset="mouth-ssl", overrides=overrides)
 
 
+@common_flags
+def export(
+    model: Annotated[str, typer.Option("--model", "-m", help="model.pt or a run folder.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file.")],
+    sample_rate: Annotated[
+        int | None, typer.Option(help="Input rate baked into the graph (e.g. 44100; default 16000).")
+    ] = None,
+    check: Annotated[bool, typer.Option(help="Compare onnxruntime with torch on a test signal.")] = True,
+) -> None:
+    """Export a mouth model to ONNX: waveform (B, N) float32 -> curve (B, T)."""
+    from voxtool.console import log
+    from voxtool.tasks.mouth.export import export_onnx, verify_onnx
+
+    export_onnx(model, out, sample_rate)
+    msg = f"wrote {out}"
+    if check:
+        diff = verify_onnx(model, out)
+        msg += f" (onnxruntime vs torch: max abs difference {diff:.2e})"
+    log(msg)
+
+
 plugin = TaskPlugin(
     name="mouth",
     summary="R^3-MOE mouth-opening curves from singing (LipsSync data, BiLSTM regression)",
@@ -194,6 +215,7 @@ plugin = TaskPlugin(
         "ssl": {"mouth": ssl},
         "infer": {"mouth": infer},
         "eval": {"mouth": evaluate},
+        "export": {"mouth": export},
     },
     config="voxtool.tasks.mouth.train:MouthConfig",
 )

@@ -282,13 +282,24 @@ def infer_files(
     jobs = expand_inputs(inputs, out, f".{fmt}", skip_existing=skip_existing)
     if not jobs:
         return []
-    pred = load_predictor(model_path, device)
-    chunk_frames = max(100, int(chunk_seconds * pred.fps))
+    if str(model_path).lower().endswith(".onnx"):
+        from voxtool.tasks.mouth.export import OnnxPredictor, predict_onnx
+
+        if not Path(model_path).is_file():
+            raise BadInput(model_path, "ONNX model not found")
+        pred = OnnxPredictor(Path(model_path))
+        sr = pred.sample_rate
+        run = lambda audio: predict_onnx(audio, pred, with_mel=plot is not None)  # noqa: E731
+    else:
+        pred = load_predictor(model_path, device)
+        sr = pred.mel_cfg.sample_rate
+        chunk_frames = max(100, int(chunk_seconds * pred.fps))
+        run = lambda audio: predict(audio, sr, pred, chunk_frames)  # noqa: E731
     results = []
     for job in jobs:
-        audio = load_audio(job.src, sr=pred.mel_cfg.sample_rate)
+        audio = load_audio(job.src, sr=sr)
         try:
-            p = predict(audio, pred.mel_cfg.sample_rate, pred, chunk_frames)
+            p = run(audio)
         except BadInput as e:
             raise BadInput(job.src, e.problem) from None
         times, values, out_fps = curve_on_grid(p, fps, smooth, clip, pred.fps)
