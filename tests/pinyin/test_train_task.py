@@ -54,3 +54,26 @@ def test_training_step_and_validation(dataset):
 def test_features_must_match_the_preset(dataset):
     with pytest.raises(BadInput, match="features differ"):
         make_task(dataset, "features.mel.n_mels=80")
+
+
+def test_resume_is_exact_with_novograd(dataset, tmp_path):
+    """6 steps + resume to 10 == 10 steps straight (data order is a function of the step; NovoGrad state saved)."""
+    from voxtool.fileio import load_torch
+    from voxtool.options import TrainOptions
+    from voxtool.training.run import train_from_options
+
+    common = ["train.batch_size=4", "train.schedule=constant", "train.warmup_steps=0", "train.valid_every=100",
+              "blank_loss.weight=0.5"]
+
+    def run(exp, steps, resume=False):
+        opts = TrainOptions(exp=exp, runs_dir=tmp_path / "runs", preset="pinyin-tiny", device="cpu", steps=steps,
+                            resume=resume, set=common)
+        train_from_options(PinyinTrainTask, PinyinConfig, dataset, opts, default_preset="pinyin-tiny")
+        return load_torch(tmp_path / "runs" / exp / "last.pt")
+
+    run("a", 6)
+    resumed = run("a", 10, resume=True)
+    straight = run("b", 10)
+    assert resumed["step"] == straight["step"] == 10
+    for k, v in straight["modules"]["model"].items():
+        assert torch.equal(v, resumed["modules"]["model"][k]), k
