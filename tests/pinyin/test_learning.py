@@ -119,3 +119,16 @@ def test_lyrics_folder_mirrors_the_inputs(trained, tmp_path):
     (tmp_path / "lyrics" / "a" / "x.txt").unlink()
     with pytest.raises(BadInput, match="no lyrics"):
         transcribe_paths([str(tmp_path / "in")], tmp_path / "out2", trained["run"], text=tmp_path / "lyrics")
+
+
+def test_hanzi_lyrics_align_per_character(trained):
+    """Hanzi lyrics go through pypinyin; each character gets its own interval near the true syllable."""
+    lm = load_model(trained["run"])
+    rng = np.random.default_rng(11)
+    syllables = [("b", "a", 1), ("sh", "i", 4), ("sh", "u", 1), ("s", "u", 1), ("m", "u", 4), ("", "i", 1)]
+    wav, segs = synth.make_utterance(rng, syllables=syllables)
+    tr = align(wav, synth.SR, lm, "八是书，苏木衣。")
+    assert [s.text for s in tr.segments] == list("八是书苏木衣")
+    assert [s.pinyin for s in tr.segments] == ["ba1", "shi4", "shu1", "su1", "mu4", "yi1"]
+    errors = [abs(g.start - t.start) for g, t in zip(tr.segments, segs, strict=True)]
+    assert np.median(errors) < 0.05, errors
