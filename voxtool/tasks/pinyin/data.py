@@ -151,7 +151,7 @@ class PrepResult:
     def table_rows(self) -> list[list]:
         rows = []
         for (corpus, split), c in sorted(self.counts.items()):
-            rows.append([corpus, split, c["utterances"], len(c["speakers"]), f"{c['seconds'] / 3600:.2f}"])
+            rows.append([corpus, split, c["utterances"], len(c["speakers"]), f"{c['seconds'] / 3600:.3f}"])
         for reason, n in sorted(self.skipped.items()):
             rows.append(["skipped", reason, n, "", ""])
         return rows
