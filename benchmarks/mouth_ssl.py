@@ -49,7 +49,7 @@ def build_data(root: Path, take_seconds: float) -> tuple[Path, Path]:
     return root / "data", root / "unlabeled"
 
 
-def run(kind: str, data: Path, unlabeled: Path, runs: Path, steps: int, seed: int) -> dict:
+def run(kind: str, data: Path, unlabeled: Path, runs: Path, steps: int, seed: int, ssl_set: list[str]) -> dict:
     from voxtool.options import TrainOptions
     from voxtool.tasks.mouth.ssl import MouthSSLConfig, MouthSSLTask, unlabeled_override
     from voxtool.tasks.mouth.train import MouthConfig, MouthTrainTask
@@ -64,7 +64,7 @@ def run(kind: str, data: Path, unlabeled: Path, runs: Path, steps: int, seed: in
                             set=sets)  # fmt: skip
         train_from_options(MouthTrainTask, MouthConfig, data, opts, default_preset="mouth-tiny")
     else:
-        extra = ["ssl.consistency_weight=0"] if kind == "supervised" else []
+        extra = ["ssl.consistency_weight=0"] if kind == "supervised" else list(ssl_set)
         opts = TrainOptions(exp=exp, runs_dir=runs, preset="mouth-ssl-tiny", device="cpu", steps=steps, quiet=True,
                             set=sets + extra)  # fmt: skip
         train_from_options(MouthSSLTask, MouthSSLConfig, data, opts, default_preset="mouth-ssl-tiny",
@@ -81,6 +81,9 @@ def main() -> None:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--take-seconds", type=float, default=10.0)
     ap.add_argument("--kinds", nargs="+", default=["supervised", "ssl", "plain"])
+    ap.add_argument(
+        "--ssl-set", action="append", default=[], help="extra override for the ssl run, e.g. ssl.consistency_weight=1.0"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     import torch
@@ -95,7 +98,7 @@ def main() -> None:
         results = []
         for seed in args.seeds:
             for kind in args.kinds:
-                r = run(kind, data, unlabeled, tmp / "runs", args.steps, seed)
+                r = run(kind, data, unlabeled, tmp / "runs", args.steps, seed, args.ssl_set)
                 results.append(r)
                 if not args.json:
                     print(f"seed {seed} {kind:10s} unseen Pearson final {r['final']:.4f} best {r['best']:.4f} "

@@ -12,7 +12,7 @@ import torch
 from voxtool.audio.io import load_audio, resample
 from voxtool.cli import main
 from voxtool.tasks.mouth.data import MouthDataset
-from voxtool.tasks.mouth.ssl import MouthSSLSettings, consistency_ramp, student_view
+from voxtool.tasks.mouth.ssl import MouthSSLSettings, consistency_ramp, mel_bin_hz, student_view, warp_formants
 from voxtool.tasks.mouth.synth import make_singers, synth_take
 
 FAST = ["--preset", "mouth-ssl-tiny", "--device", "cpu", "--quiet", "--set", "train.batch_size=4",
@@ -62,6 +62,18 @@ def test_ramp_and_views():
     v1, v2 = student_view(clean, rng, s, -12.0), student_view(clean, rng, s, -12.0)
     assert v1.shape == clean.shape and not np.allclose(v1, v2) and v1.min() >= -12.0
     assert np.all((v1 == -12.0).any(axis=(1, 2)))  # every view has a masked region
+
+
+def test_formant_warp_moves_spectral_peaks_by_the_scale():
+    hz = mel_bin_hz(80)
+    mel = np.full((3, 80), -10.0, np.float32)
+    k = int(np.argmin(np.abs(hz - 1500)))
+    mel[:, k] = 0.0
+    for alpha in (0.9, 1.12):
+        warped = warp_formants(mel, alpha)
+        centre = np.sum(hz * np.exp(warped[0])) / np.sum(np.exp(warped[0]))  # energy centroid of the peak
+        assert centre / hz[k] == pytest.approx(alpha, rel=0.03)
+    np.testing.assert_allclose(warp_formants(mel, 1.0), mel)
 
 
 def test_ssl_trains_and_saves_the_teacher(corpus, unlabeled, tmp_path):

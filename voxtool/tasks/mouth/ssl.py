@@ -44,6 +44,9 @@ class MouthSSLSettings(StrictModel):
     view_mask_p: float = Field(0.2, ge=0, le=1, description="probability of one time and one frequency mask")
     view_time_mask: int = Field(8, ge=0, description="max masked frames")
     view_freq_mask: int = Field(6, ge=0, description="max masked mel bins")
+    view_freq_warp: float = Field(
+        0.0, ge=0, lt=0.5, description="max formant-scale warp of a view, e.g. 0.1 = x0.9..x1.1 (0 = off)"
+    )
 
 
 class MouthSSLConfig(MouthConfig):
@@ -58,11 +61,37 @@ def consistency_ramp(step: int, w_max: float, ramp: int) -> float:
     return w_max * math.exp(-5.0 * (1.0 - t) ** 2)
 
 
+_MEL_HZ: dict[int, np.ndarray] = {}
+
+
+def mel_bin_hz(n_mels: int, f_max: float = 8000.0) -> np.ndarray:
+    """Centre frequencies (Hz) of Slaney mel bins 0..f_max (librosa's layout)."""
+    if n_mels not in _MEL_HZ:
+        import librosa
+
+        _MEL_HZ[n_mels] = librosa.mel_frequencies(n_mels + 2, fmin=0.0, fmax=f_max)[1:-1]
+    return _MEL_HZ[n_mels]
+
+
+def warp_formants(mel: np.ndarray, alpha: float) -> np.ndarray:
+    """(T, F) log-mel as if the vocal tract were scaled by `alpha` (every frequency x alpha): vocal-tract-length
+    perturbation on the mel axis, by linear interpolation between bin centres."""
+    hz = mel_bin_hz(mel.shape[1])
+    pos = np.interp(hz / alpha, hz, np.arange(len(hz)))  # fractional source bin of each output bin
+    lo = np.floor(pos).astype(int)
+    hi = np.minimum(lo + 1, len(hz) - 1)
+    frac = (pos - lo).astype(np.float32)
+    return mel[:, lo] * (1 - frac) + mel[:, hi] * frac
+
+
 def student_view(mel: np.ndarray, rng: np.random.Generator, s: MouthSSLSettings, floor: float) -> np.ndarray:
-    """One augmented copy of unlabeled crops (B, T, F): volume, linear-mel background noise, time/freq masks."""
+    """One augmented copy of unlabeled crops (B, T, F): volume, linear-mel background noise, time/freq masks,
+    optional formant-scale warp."""
     out = augment_volume(mel, rng, s.view_volume_p, s.view_volume_shift, floor)
     b, t, f = out.shape
     for i in range(b):
+        if s.view_freq_warp > 0:
+            out[i] = warp_formants(out[i], float(rng.uniform(1 - s.view_freq_warp, 1 + s.view_freq_warp)))
         if rng.random() < s.view_noise_p and s.view_noise_level > 0:
             level = rng.uniform(0, s.view_noise_level)
             out[i] = np.log(np.exp(out[i]) + level * np.abs(rng.standard_normal((t, f)))).astype(np.float32)
