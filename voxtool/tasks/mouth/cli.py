@@ -217,5 +217,5 @@ plugin = TaskPlugin(
         "eval": {"mouth": evaluate},
         "export": {"mouth": export},
     },
-    config="voxtool.tasks.mouth.train:MouthConfig",
+    config="voxtool.tasks.mouth.ssl:MouthSSLConfig",  # a superset: shows the supervised and the ssl presets
 )

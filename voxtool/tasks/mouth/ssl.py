@@ -45,7 +45,7 @@ class MouthSSLSettings(StrictModel):
     view_time_mask: int = Field(8, ge=0, description="max masked frames")
     view_freq_mask: int = Field(6, ge=0, description="max masked mel bins")
     view_freq_warp: float = Field(
-        0.0, ge=0, lt=0.5, description="max formant-scale warp of a view, e.g. 0.1 = x0.9..x1.1 (0 = off)"
+        0.1, ge=0, lt=0.5, description="max formant-scale warp of a view, e.g. 0.1 = x0.9..x1.1 (0 = off)"
     )
 
 
