@@ -57,7 +57,7 @@ def _train_parameters() -> list[inspect.Parameter]:
 
 def train_command(fn):
     """Decorate `fn(..., *, opts: TrainOptions)` so Typer sees the common training options."""
-    sig = inspect.signature(fn)
+    sig = inspect.signature(fn, eval_str=True)  # plugins may use `from __future__ import annotations`
     params = [p for p in sig.parameters.values() if p.name != "opts"]
     extra = _train_parameters()
 
@@ -76,7 +76,7 @@ def train_command(fn):
 
 def common_flags(fn):
     """Add `--quiet/-q` and `--debug` to any command (they set the process-wide console state)."""
-    sig = inspect.signature(fn)
+    sig = inspect.signature(fn, eval_str=True)  # plugins may use `from __future__ import annotations`
     kw = inspect.Parameter.KEYWORD_ONLY
     extra = [
         inspect.Parameter("_vt_quiet", kw, annotation=Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log lines.")], default=False),

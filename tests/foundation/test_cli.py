@@ -99,3 +99,31 @@ def test_presets_list_and_show(toy_site):
     assert out.returncode == 0, out.stderr
     assert 'task = "toy"' in out.stdout and "steps = 7" in out.stdout
     assert "ema_decay = 0.0" in out.stdout  # defaults filled in from the pydantic model
+
+
+def test_option_decorators_resolve_postponed_annotations():
+    """Plugins written with `from __future__ import annotations` keep their options under the decorators."""
+    import typer
+    from typer.testing import CliRunner
+
+    namespace: dict = {}
+    exec(
+        "from __future__ import annotations\n"
+        "from pathlib import Path\nfrom typing import Annotated\nimport typer\n"
+        "from voxtool.options import common_flags, train_command\n"
+        "@common_flags\n"
+        "def infer(src: Annotated[Path, typer.Argument()], fps: Annotated[int, typer.Option()] = 50) -> None:\n"
+        "    print('fps', fps, src.name)\n"
+        "@train_command\n"
+        "def train(data: Annotated[Path, typer.Argument()], *, opts) -> None:\n"
+        "    print('steps', opts.steps, 'exp', opts.exp)\n",
+        namespace,
+    )
+    app = typer.Typer()
+    app.command("infer")(namespace["infer"])
+    app.command("train")(namespace["train"])
+    runner = CliRunner()
+    out = runner.invoke(app, ["infer", "a.wav", "--fps", "30", "--quiet"])
+    assert out.exit_code == 0 and "fps 30 a.wav" in out.output
+    out = runner.invoke(app, ["train", "d", "--steps", "5", "--exp", "e"])
+    assert out.exit_code == 0 and "steps 5 exp e" in out.output

@@ -45,6 +45,8 @@ def train_from_options(task_cls: type[TrainTask], config_cls, data: Path | None,
     """Validate everything, launch ranks if asked, build the task and fit it. Returns the Trainer's summary."""
     from voxtool.training.trainer import Trainer
 
+    console.set_quiet(opts.quiet)
+    console.set_debug(opts.debug)
     name = run_name(task_cls.name, opts)
     run_dir = opts.runs_dir / name
     config = prepare_config(config_cls, task_cls.name, opts, default_preset, run_dir, overrides or [])
