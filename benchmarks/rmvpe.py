@@ -7,12 +7,14 @@
 - infer: real-time factor (processing seconds per audio second) and peak memory for 10 s, 60 s and 600 s of audio
   with the published-size E2E0 (random weights: speed does not depend on them), voxtool's chunked inference (the
   default: 2048-frame cores, 256 context frames per side, batch 2) against one whole-file forward pass of the same
-  model. Each case runs in a fresh subprocess so ru_maxrss is its own peak; memory is reported above the
-  process's baseline after imports and model load (so it includes the audio itself). Medians over --repeats.
+  model, both through `predict_from_file` on a float WAV. Each case runs in a fresh subprocess so ru_maxrss is its
+  own peak; memory is reported above the process's baseline after imports and model load (so it includes reading
+  the audio). Medians over --repeats (600 s: repeats // 2).
 - train: optimiser steps/s of `rmvpe-tiny` (preset batch 8 x 64 frames) and `rmvpe` (preset batch 32 x 128 frames)
   on synthetic data in the same process (median step time after one warm-up step).
 - accuracy: `rmvpe-tiny` trained for a fixed budget (--tiny-steps, default 300) on synthetic harmonic tones, against
-  pyworld harvest, librosa pyin and a constant-median-f0 baseline on the same held-out tones (mir_eval, 50 cents).
+  pyworld harvest, librosa pyin and a constant-median-f0 baseline on the same held-out tones (mir_eval, 50 cents),
+  clean and with pink noise at 5 dB SNR.
 """
 
 from __future__ import annotations
@@ -55,25 +57,42 @@ def _tone(seconds: float, seed: int = 0):
 # --------------------------------------------------------------------------------------------- infer
 
 
-def infer_case(seconds: float, mode: str, threads: int, device: str) -> dict:
-    """Runs inside a fresh subprocess: one inference of `seconds` of audio, chunked or whole-file."""
+def write_tone_wav(path: Path, seconds: float) -> Path:
+    """A long 16 kHz test song written in 10-s blocks (continuous phase), so the parent stays small."""
+    import numpy as np
+    import soundfile as sf
+
+    sr, block = 16000, 160000
+    rng = np.random.default_rng(0)
+    phase0 = 0.0
+    with sf.SoundFile(str(path), "w", samplerate=sr, channels=1, subtype="FLOAT") as f:
+        for a in range(0, int(seconds * sr), block):
+            t = (a + np.arange(min(block, int(seconds * sr) - a))) / sr
+            f0 = 220 * 2 ** (np.sin(2 * np.pi * 0.2 * t) / 2)
+            phase = phase0 + 2 * np.pi * np.cumsum(f0) / sr
+            phase0 = float(phase[-1])
+            f.write((0.3 * np.sin(phase) + 0.1 * np.sin(2 * phase) + 0.01 * rng.standard_normal(len(t)))
+                    .astype(np.float32))
+    return path
+
+
+def infer_case(wav: str, mode: str, threads: int, device: str) -> dict:
+    """Runs inside a fresh subprocess: `predict_from_file` on one file, chunked (default) or whole-file."""
+    import soundfile as sf
     import torch
 
     torch.set_num_threads(threads)
     from voxtool.tasks.rmvpe.frontend import published_mel_config
-    from voxtool.tasks.rmvpe.infer import TorchPitchModel, predict
+    from voxtool.tasks.rmvpe.infer import TorchPitchModel, predict, predict_from_file
     from voxtool.tasks.rmvpe.model import E2E0
 
     torch.manual_seed(0)
     model = TorchPitchModel(E2E0().eval(), published_mel_config(), torch.device(device))
     predict(_tone(1.0), 16000, model, chunk_frames=0)  # warm-up (allocator, kernels)
     base = _current_mb()
-    audio = _tone(seconds)
+    seconds = sf.info(wav).duration
     start = time.perf_counter()
-    if mode == "whole":
-        track = predict(audio, 16000, model, chunk_frames=0)
-    else:
-        track = predict(audio, 16000, model)
+    track = predict_from_file(wav, model, chunk_frames=0 if mode == "whole" else None)
     elapsed = time.perf_counter() - start
     if device.startswith("cuda"):
         peak = torch.cuda.max_memory_allocated() / 2**20
@@ -82,14 +101,15 @@ def infer_case(seconds: float, mode: str, threads: int, device: str) -> dict:
     return {"seconds": seconds, "mode": mode, "rtf": elapsed / seconds, "peak_mb": peak, "frames": len(track.f0)}
 
 
-def bench_infer(seconds_list: list[float], repeats: int, threads: int, device: str) -> list[dict]:
+def bench_infer(seconds_list: list[float], repeats: int, threads: int, device: str, tmp: Path) -> list[dict]:
     rows = []
     for seconds in seconds_list:
+        wav = write_tone_wav(tmp / f"tone_{seconds:.0f}s.wav", seconds)
         for mode in ("chunked", "whole"):
             runs = []
             for _ in range(repeats if seconds < 300 else max(1, repeats // 2)):
                 out = subprocess.run(
-                    [sys.executable, __file__, "--case", json.dumps([seconds, mode, threads, device])],
+                    [sys.executable, __file__, "--case", json.dumps([str(wav), mode, threads, device])],
                     capture_output=True, text=True, check=True, env={**os.environ, "OMP_NUM_THREADS": str(threads)},
                 )
                 runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -109,9 +129,9 @@ def bench_infer(seconds_list: list[float], repeats: int, threads: int, device: s
         print(f"  {seconds:6.0f} s: chunked/whole time {c['rtf'] / w['rtf']:.2f}x, memory "
               f"{c['peak_mb'] / max(w['peak_mb'], 1e-9):.2f}x")
     chunked = [r for r in rows if r["mode"] == "chunked"]
-    if len(chunked) > 1:
-        print(f"  chunked memory {chunked[-1]['seconds']:.0f} s / {chunked[0]['seconds']:.0f} s: "
-              f"{chunked[-1]['peak_mb'] / chunked[0]['peak_mb']:.2f}x")
+    for other in chunked[:-1]:
+        print(f"  chunked memory {chunked[-1]['seconds']:.0f} s / {other['seconds']:.0f} s: "
+              f"{chunked[-1]['peak_mb'] / other['peak_mb']:.2f}x")
     return rows
 
 
@@ -186,33 +206,41 @@ def bench_accuracy(data_dir: Path, tiny_steps: int) -> dict:
     valid = PitchDataset(data_dir, "valid")
     train = PitchDataset(data_dir, "train")
     median_f0 = float(np.median(np.concatenate([train[i].f0[train[i].f0 > 0] for i in range(len(train))])))
-    rows: dict[str, list] = {"rmvpe-tiny": [], "harvest": [], "pyin": [], "median f0": []}
-    timing = {k: 0.0 for k in rows}
-    for i in range(len(valid)):
-        audio, ref = validation_audio(valid[i])
-        t = time.perf_counter()
-        est = predict(audio, 16000, model).f0
-        timing["rmvpe-tiny"] += time.perf_counter() - t
-        rows["rmvpe-tiny"].append(melody_metrics(ref, est, 0.01))
-        t = time.perf_counter()
-        f0, times = pyworld.harvest(audio.astype(np.float64), 16000, f0_floor=50.0, f0_ceil=1100.0, frame_period=10.0)
-        timing["harvest"] += time.perf_counter() - t
-        rows["harvest"].append(melody_metrics(ref, f0, 0.01))
-        t = time.perf_counter()
-        f0, voiced, _ = librosa.pyin(audio, fmin=50.0, fmax=1100.0, sr=16000, frame_length=1024, hop_length=160)
-        timing["pyin"] += time.perf_counter() - t
-        rows["pyin"].append(melody_metrics(ref, np.where(voiced, np.nan_to_num(f0), 0.0), 0.01))
-        rows["median f0"].append(melody_metrics(ref, np.full_like(ref, median_f0), 0.01))
+    rng = np.random.default_rng(123)
+    summary = {}
     seconds = sum(len(validation_audio(valid[i])[0]) for i in range(len(valid))) / 16000
     print(f"accuracy on {len(valid)} held-out synthetic tones ({seconds:.0f} s); rmvpe-tiny trained {tiny_steps} "
           f"steps ({train_s:.0f} s on this CPU)")
-    print(f"  {'method':11s}   RPA    RCA    OA     VR     VFA    RTF")
-    summary = {}
-    for name, r in rows.items():
-        m = mean_metrics(r)
-        summary[name] = m
-        print(f"  {name:11s} " + " ".join(f"{m[k]:.3f}" for k in ("rpa", "rca", "oa", "vr", "vfa"))
-              + f"  {timing[name] / seconds:.3f}")
+    for condition in ("clean", "noisy 5 dB"):
+        rows: dict[str, list] = {"rmvpe-tiny": [], "harvest": [], "pyin": [], "median f0": []}
+        timing = {k: 0.0 for k in rows}
+        for i in range(len(valid)):
+            audio, ref = validation_audio(valid[i])
+            if condition != "clean":  # pink noise at 5 dB SNR over the whole clip
+                from voxtool.tasks.rmvpe.data import coloured_noise
+
+                noise = coloured_noise(len(audio), 1.0, rng)
+                audio = audio + noise * np.sqrt(np.mean(audio**2) / 10 ** 0.5)
+                audio = (audio / max(1.0, np.abs(audio).max())).astype(np.float32)
+            t = time.perf_counter()
+            est = predict(audio, 16000, model).f0
+            timing["rmvpe-tiny"] += time.perf_counter() - t
+            rows["rmvpe-tiny"].append(melody_metrics(ref, est, 0.01))
+            t = time.perf_counter()
+            f0, _ = pyworld.harvest(audio.astype(np.float64), 16000, f0_floor=50.0, f0_ceil=1100.0, frame_period=10.0)
+            timing["harvest"] += time.perf_counter() - t
+            rows["harvest"].append(melody_metrics(ref, f0, 0.01))
+            t = time.perf_counter()
+            f0, voiced, _ = librosa.pyin(audio, fmin=50.0, fmax=1100.0, sr=16000, frame_length=1024, hop_length=160)
+            timing["pyin"] += time.perf_counter() - t
+            rows["pyin"].append(melody_metrics(ref, np.where(voiced, np.nan_to_num(f0), 0.0), 0.01))
+            rows["median f0"].append(melody_metrics(ref, np.full_like(ref, median_f0), 0.01))
+        print(f"  {condition:11s}   RPA    RCA    OA     VR     VFA    RTF")
+        for name, r in rows.items():
+            m = mean_metrics(r)
+            summary[f"{condition}/{name}"] = m
+            print(f"  {name:11s} " + " ".join(f"{m[k]:.3f}" for k in ("rpa", "rca", "oa", "vr", "vfa"))
+                  + f"  {timing[name] / seconds:.3f}", flush=True)
     return summary
 
 
@@ -229,8 +257,8 @@ def main() -> None:
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.case:
-        seconds, mode, threads, device = json.loads(args.case)
-        print(json.dumps(infer_case(seconds, mode, threads, device)))
+        wav, mode, threads, device = json.loads(args.case)
+        print(json.dumps(infer_case(wav, mode, threads, device)))
         return
     import torch
 
@@ -239,7 +267,8 @@ def main() -> None:
     results: dict = {"threads": args.threads, "device": args.device}
     print(f"rmvpe benchmarks: torch {torch.__version__}, {args.threads} thread(s), device {args.device}")
     if "infer" in only:
-        results["infer"] = bench_infer(args.seconds, args.repeats, args.threads, args.device)
+        with tempfile.TemporaryDirectory() as tmp:
+            results["infer"] = bench_infer(args.seconds, args.repeats, args.threads, args.device, Path(tmp))
     if only & {"train", "accuracy"}:
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = synthetic_dataset(Path(tmp), n_train=48, n_test=12)

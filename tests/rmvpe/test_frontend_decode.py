@@ -20,6 +20,7 @@ from voxtool.tasks.rmvpe.frontend import (
     ConvStftLogMel,
     FrameMel,
     frame_slice,
+    frame_slice_from_audio,
     n_frames,
     pad_signal,
     published_mel_config,
@@ -74,6 +75,12 @@ def test_frames_match_the_centred_published_front_end_and_librosa():
     window = frame_slice(padded, 10, 32, 160, 1024)
     framed = FrameMel(cfg)(torch.from_numpy(window)[None])[0].numpy()
     np.testing.assert_allclose(framed, centred[:, 10:42], atol=1e-4)
+    for start, count in ((0, 40), (3, 8), (90, 32), (95, 40), (200, 4)):  # edges, interior, past the end
+        np.testing.assert_array_equal(frame_slice_from_audio(audio, start, count, 160, 1024),
+                                      frame_slice(padded, start, count, 160, 1024))
+    short = audio[:300]
+    np.testing.assert_array_equal(frame_slice_from_audio(short, 0, 8, 160, 1024),
+                                  frame_slice(pad_signal(short, 1024), 0, 8, 160, 1024))
     conv = ConvStftLogMel(FrameMel(cfg).cfg)(torch.from_numpy(window)[None])[0].numpy()
     np.testing.assert_allclose(conv, framed, atol=2e-3)
     # independent reference: librosa STFT magnitude + HTK mel (Slaney norm) + ln(clamp 1e-5)

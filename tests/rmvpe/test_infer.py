@@ -86,6 +86,14 @@ def test_onnx_export_parity_and_onnx_inference(tmp_path, tiny_run):
     report = parity_check(model, path, seconds=2.5)
     assert report["max_cents"] < 1.0 and report["voicing_agreement"] > 0.99
     onnx_model = load_pitch_model(path)
+    assert [o.name for o in onnx_model.session.get_outputs()] == ["f0", "confidence", "voiced"]
+    rng = np.random.default_rng(4)
+    for n in (127 * 160 + 77, 127 * 160, 16000, 700):  # frame counts on and off the multiple of 8 (tiny net)
+        audio = harmonic_clip(rng, seconds=2.0)[0][:n]
+        a = predict(audio, SR, model, chunk_frames=0)
+        b = predict(audio, SR, onnx_model, chunk_frames=0)
+        assert len(a.f0) == len(b.f0) == n // 160 + 1
+        np.testing.assert_allclose(b.confidence, a.confidence, atol=1e-4)
     audio, _ = harmonic_clip(np.random.default_rng(8), seconds=6.0)
     a = predict(audio, SR, model, chunk_frames=256, context_frames=128)
     b = predict(audio, SR, onnx_model, chunk_frames=256, context_frames=128)

@@ -261,7 +261,7 @@ def export(
     threshold: Threshold = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare onnxruntime with torch.")] = True,
 ) -> None:
-    """ONNX graph: waveform [B, N] (16 kHz) + threshold -> f0, confidence [B, frames] (STFT inside)."""
+    """ONNX graph: waveform [B, N] (16 kHz) + threshold -> f0, confidence, voiced [B, frames] (STFT inside)."""
     from voxtool.console import log
     from voxtool.tasks.rmvpe.export import export_onnx, parity_check
     from voxtool.tasks.rmvpe.infer import load_pitch_model

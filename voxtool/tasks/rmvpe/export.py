@@ -1,7 +1,7 @@
 """ONNX export: raw 16 kHz waveform in, STFT (as a fixed-kernel conv1d) and decoding inside the graph.
 
-Graph: ``waveform [B, N]`` float32, ``threshold []`` float32 -> ``f0 [B, T32]`` (Hz, 0 = unvoiced) and
-``confidence [B, T32]`` with ``T32`` = ``N // hop + 1`` rounded up to the U-Net's frame multiple (callers crop
+Graph: ``waveform [B, N]`` float32, ``threshold []`` float32 -> ``f0 [B, T32]`` (Hz, 0 = unvoiced),
+``confidence [B, T32]`` (peak salience) and ``voiced [B, T32]`` (bool) with ``T32`` = ``N // hop + 1`` rounded up to the U-Net's frame multiple (callers crop
 to ``N // hop + 1``). The graph pads exactly like the torch path (reflect n_fft/2, then zeros on the audio).
 """
 
@@ -21,7 +21,7 @@ from voxtool.tasks.rmvpe.frontend import ConvStftLogMel, uncentred
 
 
 class WaveformToF0(nn.Module):
-    """The exported computation (usable in torch too). ``[B, N], [] -> ([B, T32], [B, T32])``."""
+    """The exported computation (usable in torch too). ``[B, N], [] -> (f0, confidence, voiced)``, each ``[B, T32]``."""
 
     def __init__(self, net: nn.Module, mel_cfg):
         super().__init__()
@@ -36,11 +36,14 @@ class WaveformToF0(nn.Module):
         frames = n // hop + 1
         padded_frames = (frames + self.multiple - 1) // self.multiple * self.multiple
         x = nn.functional.pad(waveform.unsqueeze(1), (half, half), mode="reflect").squeeze(1)
-        extra = (padded_frames - 1) * hop - n  # zeros after the reflect pad: frames up to a multiple of 32
+        # Zeros after the reflect pad up to padded_frames + 1 frames (always a positive amount, no data-dependent
+        # branch in the graph); the extra last frame is dropped with a static slice.
+        extra = padded_frames * hop - n
         x = torch.cat([x, torch.zeros_like(x[:, :1]).expand(-1, extra)], dim=1)
-        mel = self.frontend(x)
+        mel = self.frontend(x)[:, :, :-1]
         salience = self.net(mel)
-        return decode_torch(salience, threshold)
+        f0, confidence = decode_torch(salience, threshold)
+        return f0, confidence, f0 > 0
 
 
 def export_onnx(model, out: Path, opset: int = 17, threshold: float | None = None) -> Path:
@@ -62,9 +65,9 @@ def export_onnx(model, out: Path, opset: int = 17, threshold: float | None = Non
                 (example, thr),
                 str(tmp),
                 input_names=["waveform", "threshold"],
-                output_names=["f0", "confidence"],
+                output_names=["f0", "confidence", "voiced"],
                 dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "f0": {0: "batch", 1: "frames"},
-                              "confidence": {0: "batch", 1: "frames"}},
+                              "confidence": {0: "batch", 1: "frames"}, "voiced": {0: "batch", 1: "frames"}},
                 opset_version=opset,
                 dynamo=False,
             )

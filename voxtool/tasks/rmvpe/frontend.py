@@ -70,6 +70,25 @@ def frame_slice(padded: np.ndarray, start: int, count: int, hop: int, n_fft: int
     return out
 
 
+def frame_slice_from_audio(audio: np.ndarray, start: int, count: int, hop: int, n_fft: int) -> np.ndarray:
+    """``frame_slice(pad_signal(audio), ...)`` without materialising the padded copy of a long signal."""
+    half = n_fft // 2
+    n = len(audio)
+    if n <= half:
+        return frame_slice(pad_signal(audio, n_fft), start, count, hop, n_fft)
+    lo = start * hop - half  # in unpadded sample coordinates
+    hi = (start + count - 1) * hop + n_fft - half
+    if lo >= 0 and hi <= n:
+        return np.ascontiguousarray(audio[lo:hi], dtype=np.float32)
+    idx = np.arange(lo, hi)
+    idx = np.where(idx < 0, -idx, idx)  # reflect without repeating the edge sample (np.pad 'reflect')
+    idx = np.where((idx >= n) & (idx < n + half), 2 * (n - 1) - idx, idx)
+    out = np.zeros(hi - lo, dtype=np.float32)
+    inside = (idx >= 0) & (idx < n)
+    out[inside] = audio[idx[inside]]
+    return out
+
+
 class FrameMel(nn.Module):
     """Un-centred log-mel: pre-padded waveform ``[B, (T-1)*hop + n_fft]`` -> ``[B, n_mels, T]``."""
 
