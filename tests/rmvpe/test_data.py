@@ -71,6 +71,7 @@ def test_prep_mir1k_splits_by_singer_and_skips_bad_items(tmp_path):
     assert "negative" in reasons[str(root / "Wavfile" / "amy_1_01.wav")] or "no voiced" in reasons[
         str(root / "Wavfile" / "amy_1_01.wav")]
     assert "no label" in reasons[str(root / "Wavfile" / "nolabel_1_01.wav")]
+    assert len((out / "skipped.tsv").read_text().splitlines()) == 1 + 4
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["items"]["train"] + meta["items"]["valid"] == 6 and meta["skipped"] == 4
     ds = data.PitchDataset(out, "train")

@@ -1,7 +1,7 @@
 """Prepared pitch datasets: ``prep mir1k`` / ``prep pitch`` writers, the reader, crops and augmentation.
 
 A prepared dataset is a folder with ``dataset.json`` (sample rate, label hop, counts, voxtool version),
-``train.txt`` / ``valid.txt`` (relative item paths) and one ``items/<name>.npz`` per clip holding
+``train.txt`` / ``valid.txt`` (relative item paths), ``skipped.tsv`` (source, reason) and one ``items/<name>.npz`` per clip holding
 ``voice`` int16 ``[N]`` (16 kHz), ``accompaniment`` int16 ``[N]`` or ``[0]`` (mono sources) and ``f0``
 float32 ``[T]`` in Hz on the 10 ms grid (frame i at i * 10 ms, ``T = N // 160 + 1``, 0 = unvoiced).
 """
@@ -151,6 +151,7 @@ def write_dataset(
         raise BadInput(out, "no usable items (every source was skipped)")
     for split, names in lists.items():
         write_text_atomic(out / f"{split}.txt", "".join(n + "\n" for n in names))
+    write_text_atomic(out / "skipped.tsv", "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in report.skipped))
     meta = {
         "format": FORMAT,
         "kind": kind,
