@@ -122,3 +122,17 @@ def test_infer_cli_files_dirs_formats_and_bad_input(tmp_path, tiny_run, voxtool_
     assert result.returncode == 2 and "bad.wav" in result.stderr and "Traceback" not in result.stderr
     result = voxtool_cli("infer", "rmvpe", str(tmp_path / "in" / "a.wav"), "--model", str(bad), "--device", "cpu")
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_published_style_checkpoint_file_runs_like_the_run_it_came_from(tmp_path, tiny_run):
+    """A plain fp16 state dict on disk (RVC's rmvpe.pt layout) loads through the same entry point."""
+    run_model = load_pitch_model(tiny_run)
+    plain = {k: v.half() if v.is_floating_point() else v for k, v in run_model.net.state_dict().items()}
+    torch.save(plain, tmp_path / "rmvpe.pt")
+    model = load_pitch_model(tmp_path / "rmvpe.pt")
+    assert "fp16" in model.description and "no tf" in model.description
+    audio, _ = harmonic_clip(np.random.default_rng(11), seconds=2.0)
+    a = predict(audio, SR, run_model)
+    b = predict(audio, SR, model)
+    worst, agreement = _max_cents_on_voiced(a.f0, b.f0)
+    assert worst < 5.0 and agreement > 0.98  # fp16 storage rounding only

@@ -241,11 +241,15 @@ def unwrap_state_dict(obj) -> tuple[dict[str, torch.Tensor], list[str]]:
     notes = []
     if not isinstance(obj, dict):
         raise ValueError(f"expected a dict, found {type(obj).__name__}")
-    for key in ("model", "state_dict"):
-        if key in obj and isinstance(obj[key], dict):
-            notes.append(f"{{'{key}': ...}} wrapper")
-            obj = obj[key]
-            break
+    if obj.get("format") == "voxtool-model" and isinstance(obj.get("state_dict"), dict):
+        notes.append("voxtool model file")
+        obj = obj["state_dict"]
+    else:
+        for key in ("model", "state_dict"):
+            if key in obj and isinstance(obj[key], dict):
+                notes.append(f"{{'{key}': ...}} wrapper")
+                obj = obj[key]
+                break
     sd = {k: v for k, v in obj.items() if isinstance(v, torch.Tensor)}
     if not sd:
         raise ValueError("no tensors found")
