@@ -2,7 +2,8 @@
 
 Graph: ``waveform [B, N]`` float32, ``threshold []`` float32 -> ``f0 [B, T32]`` (Hz, 0 = unvoiced),
 ``confidence [B, T32]`` (peak salience) and ``voiced [B, T32]`` (bool) with ``T32`` = ``N // hop + 1`` rounded up to the U-Net's frame multiple (callers crop
-to ``N // hop + 1``). The graph pads exactly like the torch path (reflect n_fft/2, then zeros on the audio).
+to ``N // hop + 1``). The graph pads exactly like the torch path (reflect n_fft/2, then zeros on the audio); it
+needs N > n_fft/2 samples (``infer`` zero-extends shorter clips first, as the torch path does).
 """
 
 from __future__ import annotations

@@ -253,6 +253,8 @@ def predict(
             # Raw slice: the graph pads itself; interior slice edges only touch dropped context frames.
             stop = None if w.start + length >= total else (w.start + length - 1) * hop  # the last one: to the end
             raw = audio[w.start * hop : stop]
+            if len(raw) <= n_fft // 2:  # the graph's reflect pad needs more samples: zero-extend as pad_signal does
+                raw = np.concatenate([raw, np.zeros(n_fft // 2 + 1 - len(raw), dtype=np.float32)])
             f, c = model.f0_raw(raw, threshold)
             f0[w.core_start : w.core_stop] = f[w.core_start - w.start : w.core_stop - w.start]
             conf[w.core_start : w.core_stop] = c[w.core_start - w.start : w.core_stop - w.start]
