@@ -89,3 +89,19 @@ def test_frames_match_the_centred_published_front_end_and_librosa():
     basis = librosa.filters.mel(sr=16000, n_fft=1024, n_mels=128, fmin=30, fmax=8000, htk=True)
     reference = np.log(np.maximum(basis @ spec, 1e-5))
     np.testing.assert_allclose(centred, reference, atol=2e-3)
+
+
+def test_viterbi_decoding_ignores_a_one_frame_octave_jump():
+    from voxtool.tasks.rmvpe.decode import decode_viterbi
+
+    f0 = torch.full((40,), 220.0)
+    f0[20] = 440.0  # a spurious octave error in one frame
+    salience = 0.6 * gaussian_targets(f0).numpy()
+    salience[20] += 0.5 * gaussian_targets(torch.tensor([220.0])).numpy()[0]  # the true pitch is still there
+    salience[30:] *= 0.01  # below the threshold: unvoiced
+    local, _ = decode(salience)
+    smooth, _ = decode_viterbi(salience)
+    assert local[20] == pytest.approx(440.0, rel=1e-3)  # the argmax follows the spurious peak
+    assert smooth[20] == pytest.approx(220.0, rel=1e-3)  # the path does not jump an octave for one frame
+    np.testing.assert_allclose(smooth[:20], local[:20], rtol=1e-5)
+    assert np.all(smooth[30:] == 0) and np.all(local[30:] == 0)

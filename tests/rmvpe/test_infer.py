@@ -63,7 +63,7 @@ def test_chunked_matches_whole_file_with_a_trained_tiny_model(tiny_run):
 
 def test_writers_and_hop_resampling(tmp_path, tiny_run):
     model = load_pitch_model(tiny_run)
-    audio, _ = harmonic_clip(np.random.default_rng(7), seconds=1.0)
+    audio, ref = harmonic_clip(np.random.default_rng(7), seconds=1.0)
     track = predict(audio, SR, model)
     write_track(tmp_path / "a.csv", track, "csv", with_confidence=True)
     lines = (tmp_path / "a.csv").read_text().splitlines()
@@ -71,6 +71,10 @@ def test_writers_and_hop_resampling(tmp_path, tiny_run):
     assert lines[2].startswith("0.010,")
     write_track(tmp_path / "a.npy", track, "npy")
     assert np.load(tmp_path / "a.npy").shape == (len(track.f0), 2)
+    smooth = predict(audio, SR, model, decoder="viterbi", chunk_frames=64, context_frames=32)
+    sung = (ref > 0) & (track.f0 > 0) & (smooth.f0 > 0)
+    # a clean tone: where it is sung, the Viterbi path and the argmax pick the same region (within 50 cents)
+    assert np.mean(np.abs(1200 * np.log2(smooth.f0[sung] / track.f0[sung])) < 50) > 0.95
     coarse = track.resampled(0.0116)  # e.g. 44.1 kHz / 512 hop
     write_track(tmp_path / "a.json", coarse, "json")
     doc = json.loads((tmp_path / "a.json").read_text())

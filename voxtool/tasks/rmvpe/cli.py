@@ -183,6 +183,8 @@ def infer(
                       ] = None,
     confidence: Annotated[bool, typer.Option("--confidence", help="Add the peak salience column.")] = False,
     threshold: Threshold = None,
+    decoder: Annotated[str, typer.Option("--decoder", help="local (9-bin average around the argmax) | viterbi "
+                                                            "(around a smooth path; torch models)")] = "local",
     batch_size: Annotated[int | None, typer.Option("--batch-size", min=1,
                                                    help="Chunks per forward pass [model's preset, else 2].")] = None,
     chunk_frames: Annotated[int | None, typer.Option(
@@ -214,6 +216,7 @@ def infer(
         summary = predict_from_files_to_files(
             jobs, pitch_model, fmt=fmt, hop_ms=hop_ms, with_confidence=confidence, on_done=advance,
             threshold=threshold, chunk_frames=chunk_frames, context_frames=context_frames, batch_size=batch_size,
+            decoder=decoder,
         )
     if json_out:
         emit_json(summary)

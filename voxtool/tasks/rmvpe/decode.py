@@ -47,14 +47,18 @@ def gaussian_targets(f0_hz: torch.Tensor, sigma_bins: float = 1.25) -> torch.Ten
     return target * voiced.unsqueeze(-1).to(target.dtype)
 
 
-def decode_torch(salience: torch.Tensor, threshold: float = DEFAULT_THRESHOLD) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_torch(
+    salience: torch.Tensor, threshold: float = DEFAULT_THRESHOLD, center: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Local-average decoding. salience ``[..., 360]`` -> (f0 Hz ``[...]``, confidence ``[...]``).
 
-    Weighted average of the cents of the 9 bins around the argmax (clipped at the edges); f0 = 0 where the
-    peak salience is below ``threshold``. Uses only gather/arange ops so it exports to ONNX.
+    Weighted average of the cents of the 9 bins around the argmax (or around ``center`` ``[...]``, e.g. a Viterbi
+    path; clipped at the edges); f0 = 0 where the peak salience is below ``threshold``. Uses only gather/arange
+    ops so it exports to ONNX.
     """
     salience = salience.float()
-    conf, center = salience.max(dim=-1)
+    conf, argmax = salience.max(dim=-1)
+    center = argmax if center is None else center.long()
     offsets = torch.arange(-LOCAL_RADIUS, LOCAL_RADIUS + 1, device=salience.device)
     idx = center.unsqueeze(-1) + offsets  # [..., 9]
     inside = (idx >= 0) & (idx < N_BINS)
@@ -70,6 +74,32 @@ def decode_torch(salience: torch.Tensor, threshold: float = DEFAULT_THRESHOLD) -
 def decode(salience: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
     """Numpy twin of ``decode_torch``: ``[..., 360]`` -> (f0 Hz float32, confidence float32)."""
     f0, conf = decode_torch(torch.from_numpy(np.ascontiguousarray(salience, dtype=np.float32)), threshold)
+    return f0.numpy().astype(np.float32), conf.numpy().astype(np.float32)
+
+
+def viterbi_transition(width: int = 30) -> np.ndarray:
+    """yxlllc/DiffSinger transition matrix: max(width - |i - j|, 0), rows normalised. ``[360, 360]``"""
+    i = np.arange(N_BINS)
+    transition = np.maximum(width - np.abs(i[:, None] - i[None, :]), 0).astype(np.float64)
+    return transition / transition.sum(axis=1, keepdims=True)
+
+
+def decode_viterbi(salience: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> tuple[np.ndarray, np.ndarray]:
+    """Viterbi decoding (yxlllc/DiffSinger option): ``[T, 360]`` -> (f0 Hz ``[T]``, confidence ``[T]``).
+
+    Columns normalised to sum 1 are the emission probabilities; the smoothest likely bin path (jumps of < 30
+    bins = 600 cents per frame) replaces the per-frame argmax as the centre of the 9-bin local average; the
+    voicing threshold is unchanged.
+    """
+    import librosa
+
+    salience = np.asarray(salience, dtype=np.float32)
+    if not len(salience):
+        return np.zeros(0, np.float32), np.zeros(0, np.float32)
+    prob = salience.T.astype(np.float64)
+    prob = prob / np.maximum(prob.sum(axis=0, keepdims=True), 1e-12)
+    path = librosa.sequence.viterbi(prob, viterbi_transition())
+    f0, conf = decode_torch(torch.from_numpy(salience), threshold, torch.from_numpy(path.astype(np.int64)))
     return f0.numpy().astype(np.float32), conf.numpy().astype(np.float32)
 
 

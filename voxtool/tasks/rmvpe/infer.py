@@ -24,7 +24,7 @@ import torch
 
 from voxtool.audio.mel import MelConfig
 from voxtool.errors import BadInput
-from voxtool.tasks.rmvpe.decode import DEFAULT_THRESHOLD, decode_torch, resample_f0
+from voxtool.tasks.rmvpe.decode import DEFAULT_THRESHOLD, decode_torch, decode_viterbi, resample_f0
 from voxtool.tasks.rmvpe.frontend import (
     FrameMel,
     frame_slice_from_audio,
@@ -34,6 +34,7 @@ from voxtool.tasks.rmvpe.frontend import (
 from voxtool.tasks.rmvpe.model import E2E0, load_state_dict_any
 
 FORMATS = ("csv", "npy", "json")
+DECODERS = ("local", "viterbi")
 # 20.48 s cores with 2.56 s of context per side: < 0.01 cents from whole-file inference on the test models,
 # 25 % extra compute, and a peak memory set by the window (batch_size x 25.6 s), not by the file length.
 DEFAULT_CHUNKING = {"chunk_frames": 2048, "context_frames": 256, "batch_size": 2}
@@ -110,13 +111,17 @@ class TorchPitchModel:
         return self.net.arch.frame_multiple
 
     @torch.inference_mode()
-    def f0_windows(self, waves: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
-        """Pre-padded windows ``[B, (W-1)*hop + n_fft]`` -> (f0 ``[B, W]``, confidence ``[B, W]``)."""
+    def salience_windows(self, waves: np.ndarray) -> torch.Tensor:
+        """Pre-padded windows ``[B, (W-1)*hop + n_fft]`` -> salience ``[B, W, 360]`` (fp32, on the device)."""
         wav = torch.from_numpy(np.ascontiguousarray(waves)).to(self.device)
         mel = self.frontend(wav)
         with _autocast(self.device, self.precision):
             salience = self.net(mel)
-        f0, conf = decode_torch(salience.float(), threshold)
+        return salience.float()
+
+    def f0_windows(self, waves: np.ndarray, threshold: float) -> tuple[np.ndarray, np.ndarray]:
+        """Pre-padded windows ``[B, (W-1)*hop + n_fft]`` -> (f0 ``[B, W]``, confidence ``[B, W]``)."""
+        f0, conf = decode_torch(self.salience_windows(waves), threshold)
         return f0.cpu().numpy(), conf.cpu().numpy()
 
 
@@ -227,11 +232,16 @@ def predict(
     chunk_frames: int | None = None,
     context_frames: int | None = None,
     batch_size: int | None = None,
+    decoder: str = "local",
 ) -> PitchTrack:
     """Mono audio ``[N]`` at ``sr`` -> PitchTrack at the model's hop (10 ms for published settings).
 
     None settings come from the model (its preset's ``[infer]`` section, else ``DEFAULT_CHUNKING``).
+    ``decoder`` "local" (9-bin local average around each frame's argmax) or "viterbi" (around the Viterbi path
+    over the whole track; keeps the salience of the whole file in fp16, 720 bytes per frame, and is torch-only).
     """
+    if decoder not in DECODERS:
+        raise BadInput(None, f"unknown decoder '{decoder}' (choose {', '.join(DECODERS)})")
     from voxtool.audio.io import resample
 
     threshold = model.threshold if threshold is None else threshold
@@ -249,6 +259,8 @@ def predict(
     f0 = np.zeros(total, dtype=np.float32)
     conf = np.zeros(total, dtype=np.float32)
     if isinstance(model, OnnxPitchModel):
+        if decoder != "local":
+            raise BadInput(None, "the ONNX graph decodes inside itself: only --decoder local")
         for w in windows:
             # Raw slice: the graph pads itself; interior slice edges only touch dropped context frames.
             stop = None if w.start + length >= total else (w.start + length - 1) * hop  # the last one: to the end
@@ -259,13 +271,21 @@ def predict(
             f0[w.core_start : w.core_stop] = f[w.core_start - w.start : w.core_stop - w.start]
             conf[w.core_start : w.core_stop] = c[w.core_start - w.start : w.core_stop - w.start]
         return PitchTrack(f0, conf, hop / cfg.sample_rate)
+    salience = np.zeros((total, 360), dtype=np.float16) if decoder == "viterbi" else None
     for i in range(0, len(windows), batch_size):
         group = windows[i : i + batch_size]
         waves = np.stack([frame_slice_from_audio(audio, w.start, length, hop, n_fft) for w in group])
+        if salience is not None:
+            window_salience = model.salience_windows(waves).cpu().numpy()
+            for row, w in enumerate(group):
+                salience[w.core_start : w.core_stop] = window_salience[row, w.core_start - w.start : w.core_stop - w.start]
+            continue
         f, c = model.f0_windows(waves, threshold)
         for row, w in enumerate(group):
             f0[w.core_start : w.core_stop] = f[row, w.core_start - w.start : w.core_stop - w.start]
             conf[w.core_start : w.core_stop] = c[row, w.core_start - w.start : w.core_stop - w.start]
+    if salience is not None:
+        f0, conf = decode_viterbi(salience, threshold)
     return PitchTrack(f0, conf, hop / cfg.sample_rate)
 
 
