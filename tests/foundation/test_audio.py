@@ -37,10 +37,15 @@ def test_bad_audio_is_bad_input(tmp_path):
 
 
 def test_save_audio_atomic(tmp_path):
+    import os
+
     save_audio(tmp_path / "o.wav", tone(), 16000)
     data, sr = sf.read(tmp_path / "o.wav")
     assert sr == 16000 and len(data) == 16000
     assert [p.name for p in tmp_path.iterdir()] == ["o.wav"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "o.wav").stat().st_mode & 0o777 == 0o666 & ~umask  # not mkstemp's 0600
 
 
 @pytest.mark.parametrize(

@@ -2,7 +2,8 @@
 
 Each task's published setting is a `MelConfig` (see the presets). For example
 - mouth (R^3-MOE): 16 kHz, n_fft 1024, hop 320, 80 slaney mels, magnitude, extra reflect pad 352, ln clamp 1e-5
-- RMVPE: 16 kHz, n_fft 1024, hop 160, 128 HTK mels 30-8000 Hz (no norm), magnitude, centred, ln clamp 1e-5
+- RMVPE: 16 kHz, n_fft 1024, hop 160, 128 HTK-scale mels 30-8000 Hz (slaney norm), magnitude, centred,
+  ln clamp 1e-5
 - Soft-VC/HiFi-GAN: 16 kHz, n_fft 1024, hop 160, 128 slaney mels, magnitude, center=False + 432 reflect pad
 """
 
