@@ -43,7 +43,7 @@ def stderr_console():
     if "err" not in _consoles:
         from rich.console import Console
 
-        _consoles["err"] = Console(stderr=True, highlight=False)
+        _consoles["err"] = Console(stderr=True, highlight=False, soft_wrap=True)  # log lines stay whole
     return _consoles["err"]
 
 

@@ -57,4 +57,4 @@ def test_ddp_two_cpu_ranks(toy_site, tmp_path):
     saved = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
     assert saved["step"] == 15
     assert all(torch.equal(saved["modules"]["model"][k], r0[k]) for k in r0)
-    assert not list((tmp_path / "ddp").glob("*.tmp"))
+    assert not list((tmp_path / "ddp").glob("*.tmp*"))
