@@ -127,3 +127,16 @@ def test_onnx_export_parity_and_inference(corpus, trained, tmp_path, rate):
     tol = 1e-3 if rate == 16000 else 0.05
     assert np.abs(a[:, 1] - b[:, 1]).max() < tol
     assert main(["infer", "mouth", wav, "--model", str(tmp_path / "none.onnx"), "--quiet"]) == 2
+
+
+def test_ssl_two_rank_ddp(corpus, unlabeled, tmp_path):
+    """Mean Teacher under `--nproc-per-node 2`: each rank keeps its own teacher copy of the same student."""
+    from tests.conftest import run_voxtool
+
+    proc = run_voxtool("ssl", "mouth", str(corpus.data), "--unlabeled", str(unlabeled), "--exp", "ddp",
+                       "--runs-dir", str(tmp_path), *FAST, "--steps", "3", "--nproc-per-node", "2",
+                       timeout=300)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    last = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    assert last["step"] == 3 and last["ema"] is not None
+    assert torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)["meta"]["teacher"] is True

@@ -92,3 +92,17 @@ def test_bad_inputs_exit_2_with_one_line(pipeline, tmp_path):
     r = run_voxtool("transcribe", "pinyin", str(root / "corpus" / "spk0" / "utt0000.wav"), "--model",
                     str(pipeline["run"]), "--text", str(tmp_path / "bad.txt"), "--out", str(tmp_path / "x.csv"))
     assert r.returncode == 2 and "Latin letters" in r.stderr
+
+
+def test_two_rank_ddp_training(pipeline, tmp_path):
+    """`--nproc-per-node 2` trains pinyin-tiny on 2 gloo ranks; rank 0 alone writes the run folder."""
+    import torch
+
+    r = run_voxtool("train", "pinyin", str(pipeline["root"] / "ds"), "--preset", "pinyin-tiny", "--steps", "4",
+                    "--exp", "ddp", "--runs-dir", str(tmp_path), "--device", "cpu", "--nproc-per-node", "2",
+                    "--set", "train.valid_every=4", "--set", "train.batch_size=4", timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    state = torch.load(tmp_path / "ddp" / "last.pt", weights_only=True)
+    assert state["step"] == 4
+    assert torch.load(tmp_path / "ddp" / "model.pt", weights_only=True)["task"] == "pinyin"
+    assert "valid/ser" in (tmp_path / "ddp" / "metrics.jsonl").read_text()
