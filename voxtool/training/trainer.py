@@ -71,7 +71,7 @@ class Trainer:
 
     # ----------------------------------------------------------------- checkpoints
     def state_dict(self) -> dict[str, Any]:
-        self._optimizers_mode("train")
+        """Everything resume needs (optimisers are always in train mode between steps)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "task": self.task.name,
@@ -161,8 +161,7 @@ class Trainer:
         accum = self.cfg.grad_accum
         for micro in range(accum):
             rng = self._seed_step(micro)
-            batch = self.task.sample_batch(self.step, rng) if accum == 1 else self.task.sample_batch(
-                self.step * accum + micro, rng)
+            batch = self.task.sample_batch(self.step, rng)  # rng differs per micro-step
             sync = micro == accum - 1 or self.env.world_size == 1
             no_sync = contextlib.nullcontext() if sync else contextlib.ExitStack()
             if not sync:
