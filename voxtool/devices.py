@@ -137,6 +137,28 @@ def autocast(device: Device, precision: str) -> contextlib.AbstractContextManage
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+def grad_scaler(device: Device, precision: str) -> Any:
+    """The loss scaler `--precision 16` needs on `device` (a disabled one for 32 and bf16).
+
+    fp16 gradients underflow without loss scaling, so a device with no scaler of its own is refused
+    (BadInput) rather than trained silently without one. The device's own `torch.<type>.amp.GradScaler`
+    wins where the backend ships one (torch_npu, torch_sdaa); otherwise torch's generic scaler, which
+    knows cuda, xpu, mps and cpu.
+    """
+    import torch
+
+    precision = normalise_precision(precision)
+    if precision != "16":
+        return torch.amp.GradScaler("cpu", enabled=False)
+    if device.type in ("cuda", "xpu", "mps", "cpu"):
+        return torch.amp.GradScaler(device.type)
+    own = getattr(getattr(_import_backend(device.type), "amp", None), "GradScaler", None)
+    if own is not None:
+        return own()
+    raise BadInput(None, f"--precision 16 on {device.type}: this backend has no gradient scaler "
+                         "(fp16 would train without loss scaling); use --precision bf16 or 32")
+
+
 def set_current(device: Device) -> None:
     """Make `device` the current one of its backend (needed before NCCL/HCCL/TCCL process groups)."""
     if device.index is None:

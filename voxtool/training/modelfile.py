@@ -15,6 +15,14 @@ FORMAT = "voxtool-model"
 
 
 @dataclass
+class Component:
+    """One deployed part of a model file beside the main model: its weights and the config that builds it."""
+
+    state_dict: dict[str, Any]
+    config: dict[str, Any]
+
+
+@dataclass
 class ModelFile:
     task: str
     config: dict[str, Any]
@@ -22,9 +30,19 @@ class ModelFile:
     meta: dict[str, Any] = field(default_factory=dict)
     voxtool_version: str = __version__
     path: Path | None = None
+    components: dict[str, Component] = field(default_factory=dict)  # further deployed parts by name
+
+    def component(self, name: str) -> Component:
+        """A further deployed part (e.g. DiffVC's 'encoder'); BadInput naming what the file holds otherwise."""
+        if name not in self.components:
+            held = ", ".join(sorted(self.components)) or "none"
+            raise BadInput(self.path, f"model file has no '{name}' component (it holds: {held})")
+        return self.components[name]
 
 
-def save_model_file(path: str | os.PathLike, task: str, config: dict, state_dict: dict, meta: dict | None = None) -> None:
+def save_model_file(path: str | os.PathLike, task: str, config: dict, state_dict: dict, meta: dict | None = None,
+                    components: dict[str, tuple[dict, dict]] | None = None) -> None:
+    """`state_dict` is the main model; `components` maps further part names to (state_dict, config)."""
     payload = {
         "format": FORMAT,
         "task": task,
@@ -33,6 +51,9 @@ def save_model_file(path: str | os.PathLike, task: str, config: dict, state_dict
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
         "meta": meta or {},
     }
+    if components:
+        payload["components"] = {name: {"state_dict": {k: v.detach().cpu() for k, v in sd.items()}, "config": cfg}
+                                 for name, (sd, cfg) in components.items()}
     save_torch_atomic(payload, path)
 
 
@@ -55,7 +76,68 @@ def load_model_file(path: str | os.PathLike, task: str | None = None) -> ModelFi
     obj = load_torch(p)
     if not is_model_file(obj):
         raise BadInput(p, "not a voxtool model file (no 'format: voxtool-model' header)")
+    check_layout(p, obj)
     if task is not None and obj["task"] != task:
         raise BadInput(p, f"model is for task '{obj['task']}', not '{task}'")
+    components = {name: Component(c["state_dict"], c.get("config", {}))
+                  for name, c in (obj.get("components") or {}).items()}
     return ModelFile(obj["task"], obj["config"], obj["state_dict"], obj.get("meta", {}),
-                     obj.get("voxtool_version", "?"), p)
+                     obj.get("voxtool_version", "?"), p, components)
+
+
+def _check_weights(path: Path, state_dict: Any, where: str) -> None:
+    import torch
+
+    if not isinstance(state_dict, dict):
+        raise BadInput(path, f"garbled model file: {where} is a {type(state_dict).__name__}, not a dict of weights")
+    for k, v in state_dict.items():
+        if not isinstance(k, str) or not isinstance(v, torch.Tensor):
+            raise BadInput(path, f"garbled model file: {where} entry {k!r} is a {type(v).__name__}, not a tensor")
+
+
+def check_layout(path: Path, obj: dict) -> None:
+    """The fields of a voxtool model file have the types inference relies on; BadInput otherwise."""
+    if not isinstance(obj.get("task"), str):
+        raise BadInput(path, "garbled model file: no task name")
+    for key in ("config", "meta"):
+        if not isinstance(obj.get(key, {}), dict):
+            raise BadInput(path, f"garbled model file: '{key}' is a {type(obj[key]).__name__}, not a table")
+    if "config" not in obj or "state_dict" not in obj:
+        raise BadInput(path, f"garbled model file: no '{'config' if 'config' not in obj else 'state_dict'}'")
+    _check_weights(path, obj["state_dict"], "'state_dict'")
+    components = obj.get("components") or {}
+    if not isinstance(components, dict):
+        raise BadInput(path, "garbled model file: 'components' is not a table")
+    for name, comp in components.items():
+        if not isinstance(comp, dict) or "state_dict" not in comp or not isinstance(comp.get("config", {}), dict):
+            raise BadInput(path, f"garbled model file: component {name!r} lacks its weights or config")
+        _check_weights(path, comp["state_dict"], f"component {name!r}")
+
+
+def _shape(t) -> str:
+    return "(" + ", ".join(str(d) for d in t.shape) + ")"
+
+
+def load_weights(model, state_dict: dict[str, Any], path: str | os.PathLike | None,
+                 ignore_unexpected: tuple[str, ...] = ()) -> None:
+    """Load `state_dict` into `model` strictly. A missing or unexpected key (unexpected ones starting with one of
+    `ignore_unexpected` are dropped) or a weight of the wrong shape is one BadInput line naming `path`, the first
+    bad key and, for shapes, both shapes."""
+    own = model.state_dict()
+    missing = [k for k in own if k not in state_dict]
+    unexpected = [k for k in state_dict if k not in own and not k.startswith(ignore_unexpected)]
+    if missing or unexpected:
+        parts = []
+        if missing:
+            parts.append(f"{len(missing)} missing (first '{missing[0]}')")
+        if unexpected:
+            parts.append(f"{len(unexpected)} unexpected (first '{unexpected[0]}')")
+        raise BadInput(path, f"weights do not match the model: {', '.join(parts)} keys")
+    for k, v in own.items():
+        got = state_dict[k]
+        if tuple(got.shape) != tuple(v.shape):
+            raise BadInput(path, f"weight '{k}' has shape {_shape(got)} in the file; the model expects {_shape(v)}")
+    try:
+        model.load_state_dict({k: state_dict[k] for k in own}, strict=True)
+    except (RuntimeError, TypeError) as e:
+        raise BadInput(path, f"weights do not load ({str(e).strip().splitlines()[-1].strip()[:160]})") from None

@@ -1,4 +1,4 @@
-"""Learning-rate schedules as multipliers of the base lr (LambdaLR)."""
+"""Optimisers, parameter groups and learning-rate schedules (multipliers of each group's base lr, LambdaLR)."""
 
 from __future__ import annotations
 
@@ -28,10 +28,47 @@ def build_scheduler(optimizer, cfg: TrainConfig):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: lr_factor(cfg, step))
 
 
+def named_parameters(modules: dict) -> dict:
+    """'<module>.<parameter>' -> parameter over several modules (the names `lr_scale` and `freeze` match)."""
+    return {f"{k}.{n}": p for k, m in modules.items() for n, p in m.named_parameters()}
+
+
+def longest_prefix(name: str, prefixes) -> str | None:
+    """The longest of `prefixes` that names `name` or one of its parents ('enc' matches 'enc.w', not 'encoder.w')."""
+    hits = [p for p in prefixes if name == p or name.startswith(p.rstrip(".") + ".")]
+    return max(hits, key=len) if hits else None
+
+
+def param_groups(named: dict, lr: float, lr_scale: dict[str, float]) -> list[dict]:
+    """Split trainable parameters into groups by their `lr_scale` prefix (one group when there is none)."""
+    from voxtool.errors import BadInput
+
+    for prefix in lr_scale:
+        if not any(longest_prefix(n, [prefix]) for n in named):
+            raise BadInput(None, f"lr_scale '{prefix}': no parameter has that name or prefix")
+    groups: dict[str | None, list] = {}
+    for name, p in named.items():
+        if p.requires_grad:
+            groups.setdefault(longest_prefix(name, lr_scale), []).append(p)
+    return [{"params": ps, "lr": lr * (lr_scale[k] if k is not None else 1.0)} for k, ps in groups.items()]
+
+
+def optimizer_for(modules: dict, cfg: TrainConfig, name: str = "model"):
+    """Optimiser `name` over `modules` ({module name: nn.Module}), with `[train.optimizers.NAME]` applied."""
+    over = cfg.optimizers.get(name)
+    own = cfg.for_optimizer(name)
+    return build_optimizer(param_groups(named_parameters(modules), own.lr, over.lr_scale if over else {}), own)
+
+
 def build_optimizer(params, cfg: TrainConfig):
+    """`params`: parameters or parameter-group dicts (frozen parameters are left out)."""
     import torch
 
-    params = [p for p in params if p.requires_grad]
+    params = list(params)
+    if params and isinstance(params[0], dict):
+        params = [g for g in params if g["params"]]
+    else:
+        params = [p for p in params if p.requires_grad]
     if cfg.optimizer == "adamw":
         return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, eps=cfg.eps, weight_decay=cfg.weight_decay)
     if cfg.optimizer == "adam":

@@ -47,7 +47,13 @@ class StepContext:
         return autocast(self.env.device_spec, self.env.precision)
 
     def optimize(self, loss: torch.Tensor, name: str = "model") -> None:
-        """Manual optimisation: backward, clip and step the optimiser `name` (for GANs and friends)."""
+        """Manual optimisation (GANs and friends): one update of optimiser `name` from `loss`.
+
+        Zeroes that optimiser's gradients first (a generator loss back-propagated through a discriminator
+        leaves gradients on it that must not leak into the next discriminator step), checks that the loss is
+        finite, back-propagates outside autocast, unscales, clips with that optimiser's `grad_clip` and steps.
+        Call it at most once per optimiser per training step; the loss scaler is updated once per step.
+        """
         self._trainer.optimize(loss, name)
 
 
@@ -55,7 +61,7 @@ class TrainTask(abc.ABC):
     """Subclass per task; see docs/architecture.md."""
 
     name: str = "task"
-    manual_optimization: bool = False
+    manual_optimization: bool = False  # True: training_step calls ctx.optimize(loss, name) per optimiser
     model: torch.nn.Module
 
     def __init__(self, config: Any, data: Path, env: RunEnv):
@@ -67,11 +73,21 @@ class TrainTask(abc.ABC):
         """Every trainable module by name; 'model' is the main one (saved in model.pt, EMA-averaged)."""
         return {"model": self.model}
 
-    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
-        from voxtool.training.schedules import build_optimizer
+    def optimizer_modules(self) -> dict[str, list[str]]:
+        """Optimiser name -> the modules (names from `modules()`) it trains.
 
-        params = [p for m in self.modules().values() for p in m.parameters()]
-        return {"model": build_optimizer(params, self.config.train)}
+        Default: one optimiser, 'model', over every module. A GAN returns e.g.
+        {'generator': ['model'], 'discriminator': ['mpd', 'msd']} and sets `manual_optimization`.
+        """
+        return {"model": list(self.modules())}
+
+    def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
+        """One optimiser per `optimizer_modules()` entry, each with its `[train.optimizers.NAME]` settings."""
+        from voxtool.training.schedules import optimizer_for
+
+        modules = self.modules()
+        return {name: optimizer_for({m: modules[m] for m in names}, self.config.train, name)
+                for name, names in self.optimizer_modules().items()}
 
     @abc.abstractmethod
     def sample_batch(self, step: int, rng: np.random.Generator) -> Any:
@@ -90,6 +106,14 @@ class TrainTask(abc.ABC):
 
     def deployable(self, model: torch.nn.Module) -> dict[str, Any]:
         """Extra entries for model.pt's `meta` (e.g. target range, token inventory)."""
+        return {}
+
+    def deploy_components(self, model: torch.nn.Module) -> dict[str, tuple[torch.nn.Module, dict[str, Any]]]:
+        """Further named parts model.pt carries beside the main model, each with the config it needs.
+
+        `model` is what the main entry holds (the EMA copy where there is one). A vocoder deploys only its
+        generator (the default: nothing more); DiffVC adds {'encoder': (encoder, encoder_config)}.
+        """
         return {}
 
     def after_optimizer_step(self, ctx: StepContext) -> None:

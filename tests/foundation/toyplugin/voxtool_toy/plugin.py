@@ -11,6 +11,7 @@ from voxtool.options import TrainOptions, train_command
 from voxtool.plugins import TaskPlugin
 
 PRESET = Path(__file__).with_name("toy.toml")
+GAN_PRESET = Path(__file__).with_name("toygan.toml")
 
 
 @train_command
@@ -21,6 +22,16 @@ def train(data: Annotated[Path, typer.Argument(help="ignored: the toy task makes
     from voxtool_toy.task import ToyConfig, ToyTask
 
     train_from_options(ToyTask, ToyConfig, data, opts, default_preset=str(PRESET))
+
+
+@train_command
+def train_gan(data: Annotated[Path, typer.Argument(help="ignored: the toy GAN makes its own data")] = Path("."),
+              *, opts: TrainOptions) -> None:
+    """Train the toy GAN (two optimisers, manual optimisation)."""
+    from voxtool.training.run import train_from_options
+    from voxtool_toy.gan import GanConfig, ToyGanTask
+
+    train_from_options(ToyGanTask, GanConfig, data, opts, default_preset=str(GAN_PRESET))
 
 
 def infer(model: Annotated[Path, typer.Option("--model")], json_out: Annotated[bool, typer.Option("--json")] = False):
@@ -41,5 +52,5 @@ def infer(model: Annotated[Path, typer.Option("--model")], json_out: Annotated[b
     emit_json({"valid_loss": loss}) if json_out else print(loss)
 
 
-plugin = TaskPlugin(name="toy", summary="Toy regression (tests)", commands={"train": {"toy": train}, "infer": {"toy": infer}},
+plugin = TaskPlugin(name="toy", summary="Toy regression (tests)", commands={"train": {"toy": train, "toygan": train_gan}, "infer": {"toy": infer}},
                     config="voxtool_toy.task:ToyConfig")
