@@ -4,11 +4,16 @@ A preset is a TOML file in `presets/` (shipped inside the wheel as `voxtool/pres
 `task = "<name>"`, an optional `base = "<other preset>"` that it deep-merges over, and the sections of the
 task's pydantic config. `--set a.b=value` overrides any field; values are parsed as TOML literals when they
 can be (`1`, `0.5`, `true`, `[1, 2]`) and as plain strings otherwise, then pydantic coerces them.
-Every problem (unknown key, wrong type, out-of-range value) is a `BadInput` naming the dotted key path.
+Every problem (unknown key, wrong type, out-of-range or non-finite value) is a `BadInput` naming the dotted key
+path.
+
+`--preset X` names a file when X ends in `.toml` or contains a path separator, and a shipped preset otherwise (so
+a dataset folder called `pinyin/` in the working directory does not shadow the `pinyin` preset).
 """
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any, TypeVar
@@ -24,9 +29,10 @@ else:  # pragma: no cover
 
 
 class StrictModel(BaseModel):
-    """Base of every config section: unknown keys are errors, assignments are validated."""
+    """Base of every config section: unknown keys are errors, assignments are validated, and inf/nan are refused
+    in every float (also inside tuples and lists): a non-finite lr or weight would only train garbage."""
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, allow_inf_nan=False)
 
 
 ConfigT = TypeVar("ConfigT", bound=BaseModel)
@@ -47,9 +53,18 @@ def list_presets() -> dict[str, Path]:
     return found
 
 
+def is_preset_path(name_or_path: str | Path) -> bool:
+    """A preset argument names a file when it ends in `.toml` or contains a path separator; else a preset name."""
+    text = str(name_or_path)
+    seps = {"/", os.sep} | ({os.altsep} if os.altsep else set())
+    return text.lower().endswith(".toml") or any(sep in text for sep in seps)
+
+
 def find_preset(name_or_path: str | Path) -> Path:
-    candidate = Path(name_or_path)
-    if candidate.suffix == ".toml" or candidate.exists():
+    if is_preset_path(name_or_path):
+        candidate = Path(name_or_path)
+        if candidate.is_dir():
+            raise BadInput(candidate, "is a directory, not a preset file")
         if not candidate.is_file():
             raise BadInput(candidate, "preset file not found")
         return candidate
@@ -61,30 +76,50 @@ def find_preset(name_or_path: str | Path) -> Path:
 
 
 def read_toml(path: Path) -> dict[str, Any]:
+    """The parsed TOML file; any way it cannot be read or parsed is a one-line `BadInput` naming the file."""
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            raw = f.read()
+    except IsADirectoryError:
+        raise BadInput(path, "is a directory, not a preset file") from None
+    except OSError as e:
+        raise BadInput(path, f"cannot read: {e.strerror or e}") from None
+    try:
+        text = raw.decode("utf-8-sig")  # a leading BOM (some Windows editors write one) is harmless
+    except UnicodeDecodeError as e:
+        kind = "a binary file" if b"\0" in raw else "not UTF-8 text"
+        raise BadInput(path, f"{kind} (invalid byte 0x{raw[e.start]:02x} at offset {e.start}); "
+                             "a preset must be UTF-8 TOML") from None
+    if "\0" in text:
+        raise BadInput(path, "a binary file (NUL bytes); a preset must be UTF-8 TOML")
+    try:
+        return tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise BadInput(path, f"invalid TOML: {e}") from None
-    except OSError as e:
-        raise BadInput(path, f"cannot read: {e.strerror}") from None
+    except RecursionError:
+        raise BadInput(path, "invalid TOML: nested too deeply") from None
 
 
 def resolve_preset(name_or_path: str | Path, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
     """The preset as a plain dict with its `base` chain merged in (the `base` key removed)."""
     path = find_preset(name_or_path)
-    if str(path) in _seen:
+    key = str(path.resolve())
+    if key in _seen:
         raise BadInput(path, "preset inherits from itself through 'base'")
     data = read_toml(path)
     base = data.pop("base", None)
     if base is None:
         return data
-    if not isinstance(base, str):
+    if not isinstance(base, str) or not base.strip():
         raise BadInput(path, "'base' must be a preset name or path")
-    if base.endswith(".toml") and not Path(base).is_absolute():
-        base = str(path.parent / base)
-    merged = resolve_preset(base, (*_seen, str(path)))
-    return deep_merge(merged, data)
+    target: str | Path = base
+    if is_preset_path(base) and not Path(base).is_absolute():
+        target = path.parent / base  # a relative base file is relative to the preset that names it
+    try:
+        base_path = find_preset(target)
+    except BadInput as e:  # name the preset that refers to the missing base
+        raise BadInput(path, f"base {base!r}: {e.problem}") from None
+    return deep_merge(resolve_preset(base_path, (*_seen, key)), data)
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:

@@ -56,6 +56,24 @@ def test_features_must_match_the_preset(dataset):
         make_task(dataset, "features.mel.n_mels=80")
 
 
+def test_prep_time_settings_must_match_the_dataset(dataset):
+    """[text] and features.trim_db act at prep time; training used to ignore a preset that differed from the
+    dataset's (and model.pt then carried a [text] the model never saw). Now that is refused, naming the key."""
+    with pytest.raises(BadInput, match="text.tone_sandhi = True, the preset says False"):
+        make_task(dataset, "text.tone_sandhi=false")
+    with pytest.raises(BadInput, match="text.latin = 'error', the preset says 'spell'"):
+        make_task(dataset, "text.latin=spell")
+    with pytest.raises(BadInput, match="features.trim_db = 60"):
+        make_task(dataset, "features.trim_db=40")
+
+
+def test_optimizer_is_not_silently_replaced_by_novograd():
+    with pytest.raises(BadInput, match="train.optimizer = 'sgd' is not used while novograd = true"):
+        load_config(PinyinConfig, "pinyin-tiny", ["train.optimizer=sgd"], task="pinyin")
+    cfg = load_config(PinyinConfig, "pinyin-tiny", ["train.optimizer=sgd", "novograd=false"], task="pinyin")
+    assert cfg.train.optimizer == "sgd" and not cfg.novograd
+
+
 def test_resume_is_exact_with_novograd(dataset, tmp_path):
     """6 steps + resume to 10 == 10 steps straight (data order is a function of the step; NovoGrad state saved)."""
     from voxtool.fileio import load_torch

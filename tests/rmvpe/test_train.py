@@ -81,6 +81,18 @@ def test_end_to_end_mir1k_prep_train_eval_infer(tmp_path, voxtool_cli):
     assert result.returncode == 2 and "dataset.json" in result.stderr
 
 
+def test_best_metric_comes_from_the_config():
+    """train.best_metric/best_mode were ignored (hard-coded valid/rpa); now the config decides, valid/rpa by default."""
+    for preset in ("rmvpe", "rmvpe-tiny"):
+        cfg = load_config(RmvpeConfig, preset, task="rmvpe")
+        assert (cfg.train.best_metric, cfg.train.best_mode) == ("valid/rpa", "max")
+    assert (RmvpeConfig().train.best_metric, RmvpeConfig().train.best_mode) == ("valid/rpa", "max")
+    task = RmvpeTrainTask.__new__(RmvpeTrainTask)
+    task.config = load_config(RmvpeConfig, "rmvpe-tiny", ["train.best_metric=valid/oa", "train.best_mode=min"],
+                              task="rmvpe")
+    assert task.best_metric() == ("valid/oa", "min")
+
+
 def _train(data, runs, exp, steps, resume=False, overrides=()):
     opts = TrainOptions(exp=exp, runs_dir=runs, preset="rmvpe-tiny", device="cpu", steps=steps, resume=resume,
                         quiet=True)

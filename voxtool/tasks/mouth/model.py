@@ -16,21 +16,28 @@ whole-file processing; only the LSTM's limited memory remains approximate across
 from __future__ import annotations
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
 
 from voxtool.presets import StrictModel
 
 
 class MouthModelConfig(StrictModel):
-    n_mels: int = 80
-    conv_dims: int = 256
-    hidden_dims: int = 512
-    n_layers: int = 2
-    n_groups: int = 4
-    conv_dropout: float = 0.2
+    n_mels: int = Field(80, ge=1, le=1024)
+    conv_dims: int = Field(256, ge=1, le=8192)
+    hidden_dims: int = Field(512, ge=1, le=8192)
+    n_layers: int = Field(2, ge=1, le=16)
+    n_groups: int = Field(4, ge=1, le=8192)
+    conv_dropout: float = Field(0.2, ge=0, lt=1)
     # normalisation range of the target; None = taken from the dataset at training time
-    vmin: float | None = None
-    vmax: float | None = None
+    vmin: float | None = Field(None, ge=-1e6, le=1e6)
+    vmax: float | None = Field(None, ge=-1e6, le=1e6)
+
+    @model_validator(mode="after")
+    def _groups_divide_channels(self) -> MouthModelConfig:
+        if self.conv_dims % self.n_groups:
+            raise ValueError(f"conv_dims ({self.conv_dims}) must be divisible by n_groups ({self.n_groups})")
+        return self
 
 
 class BiLSTMCurveEstimator(nn.Module):

@@ -33,17 +33,17 @@ from voxtool.training.task import RunEnv, StepContext
 
 class MouthSSLSettings(StrictModel):
     unlabeled: str | None = Field(None, description="prepared unlabeled dataset (set by --unlabeled)")
-    unlabeled_batch_size: int = Field(16, ge=1, description="unlabeled crops per step and rank")
-    consistency_weight: float = Field(0.12, ge=0, description="w_max of the ramp-up")
-    rampup_steps: int = Field(3000, ge=0, description="steps until the consistency weight reaches w_max")
+    unlabeled_batch_size: int = Field(16, ge=1, le=65536, description="unlabeled crops per step and rank")
+    consistency_weight: float = Field(0.12, ge=0, le=1000, description="w_max of the ramp-up")
+    rampup_steps: int = Field(3000, ge=0, le=10_000_000, description="steps until the consistency weight reaches w_max")
     # student views of an unlabeled crop
     view_volume_p: float = Field(0.5, ge=0, le=1)
-    view_volume_shift: float = Field(3.0, ge=0)
+    view_volume_shift: float = Field(3.0, ge=0, le=20)
     view_noise_p: float = Field(0.2, ge=0, le=1, description="probability of background noise per view")
-    view_noise_level: float = Field(0.002, ge=0, description="max noise magnitude in the linear-mel domain")
+    view_noise_level: float = Field(0.002, ge=0, le=100, description="max noise magnitude in the linear-mel domain")
     view_mask_p: float = Field(0.2, ge=0, le=1, description="probability of one time and one frequency mask")
-    view_time_mask: int = Field(8, ge=0, description="max masked frames")
-    view_freq_mask: int = Field(6, ge=0, description="max masked mel bins")
+    view_time_mask: int = Field(8, ge=0, le=100_000, description="max masked frames")
+    view_freq_mask: int = Field(6, ge=0, le=1024, description="max masked mel bins")
     view_freq_warp: float = Field(
         0.1, ge=0, lt=0.5, description="max formant-scale warp of a view, e.g. 0.1 = x0.9..x1.1 (0 = off)"
     )
@@ -119,7 +119,9 @@ class MouthSSLTask(MouthTrainTask):
             raise BadInput(None, "train.ema_decay must be > 0 for ssl: the teacher is the EMA of the student")
         if not config.ssl.unlabeled:
             raise BadInput(None, "give the unlabeled dataset with --unlabeled (from `voxtool prep unlabeled`)")
-        config.loss.variant = "r-drop"
+        if config.loss.variant != "r-drop":  # it used to be switched silently; the supervised part is R-Drop
+            raise BadInput(None, f"loss.variant = {config.loss.variant!r} does not apply to ssl, which trains "
+                                 "Mean Teacher + R-Drop: use a mouth-ssl preset or --set loss.variant=r-drop")
         super().__init__(config, data, env)
         unl_path = Path(config.ssl.unlabeled)
         unl = MouthDataset(unl_path)
@@ -153,14 +155,16 @@ class MouthSSLTask(MouthTrainTask):
         n_lab, n_unl = mel.shape[0], batch["u_view1"].shape[0]
         out = ctx.model(torch.cat([mel, mel, batch["u_view1"], batch["u_view2"]])).float()
         p1, p2, s1, s2 = torch.split(out, [n_lab, n_lab, n_unl, n_unl])
-        supervised = 0.5 * (masked_loss(p1, target, mask, "huber") + masked_loss(p2, target, mask, "huber"))
-        r_drop = masked_loss(p1, p2, mask, "huber", cfg.loss.huber_delta)
+        delta = cfg.loss.huber_delta  # every Huber term (supervised, R-Drop, consistency) uses the configured delta
+        supervised = 0.5 * (masked_loss(p1, target, mask, "huber", delta)
+                            + masked_loss(p2, target, mask, "huber", delta))
+        r_drop = masked_loss(p1, p2, mask, "huber", delta)
         teacher = ctx.ema
         teacher.eval()  # no dropout in the teacher
         with torch.no_grad():
             t = teacher(batch["u_clean"]).float()
         u_mask = batch["u_mask"]
-        consistency = 0.5 * (masked_loss(s1, t, u_mask, "huber") + masked_loss(s2, t, u_mask, "huber"))
+        consistency = 0.5 * (masked_loss(s1, t, u_mask, "huber", delta) + masked_loss(s2, t, u_mask, "huber", delta))
         w = consistency_ramp(ctx.step, cfg.ssl.consistency_weight, cfg.ssl.rampup_steps)
         loss = supervised + cfg.loss.r_drop_weight * r_drop + w * consistency
         return {"loss": loss, "supervised": supervised, "r_drop": r_drop, "consistency": consistency,

@@ -29,17 +29,18 @@ VARIANTS = ("huber", "mse", "r-drop")
 
 
 class MouthDataConfig(StrictModel):
-    crop_frames: int = Field(128, ge=8)
+    crop_frames: int = Field(128, ge=8, le=100_000)
     volume_p: float = Field(0.5, ge=0, le=1, description="probability of a random gain per crop")
-    volume_shift: float = Field(3.0, ge=0, description="max |gain| in natural-log units (3 ~ 26 dB)")
-    mel_floor: float = Field(-12.0, description="log-mel floor after augmentation")
-    valid_max_frames: int = Field(0, ge=0, description="cap frames per validation file (0 = whole file)")
+    volume_shift: float = Field(3.0, ge=0, le=20, description="max |gain| in natural-log units (3 ~ 26 dB)")
+    mel_floor: float = Field(-12.0, ge=-100, le=10, description="log-mel floor after augmentation")
+    valid_max_frames: int = Field(0, ge=0, le=10_000_000,
+                                  description="cap frames per validation file (0 = whole file)")
 
 
 class MouthLossConfig(StrictModel):
     variant: Literal["huber", "mse", "r-drop"] = "huber"
-    huber_delta: float = Field(1.0, gt=0)
-    r_drop_weight: float = Field(0.5, ge=0)
+    huber_delta: float = Field(1.0, gt=0, le=1000, description="Huber delta of every Huber term (targets in 0..1)")
+    r_drop_weight: float = Field(0.5, ge=0, le=1000)
 
 
 class MouthConfig(StrictModel):
@@ -51,8 +52,9 @@ class MouthConfig(StrictModel):
     )
 
 
-def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str, delta: float = 1.0):
-    """Mean over valid frames of Huber(delta) or squared error. pred, target, mask (B, T)."""
+def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str, delta: float):
+    """Mean over valid frames of Huber(delta) or squared error (delta unused). pred, target, mask (B, T).
+    `delta` has no default on purpose: every Huber term must pass the configured `loss.huber_delta`."""
     if kind == "mse":
         per = (pred - target) ** 2
     else:
@@ -136,17 +138,17 @@ class MouthTrainTask(TrainTask):
         loss_cfg = self.config.loss
         target = self.model.normalize(batch["curve"])
         mask = batch["mask"]
-        kind = "mse" if loss_cfg.variant == "mse" else "huber"
+        kind, delta = ("mse" if loss_cfg.variant == "mse" else "huber"), loss_cfg.huber_delta
         if loss_cfg.variant != "r-drop":
             pred = ctx.model(batch["mel"])
-            loss = masked_loss(pred.float(), target, mask, kind, loss_cfg.huber_delta)
+            loss = masked_loss(pred.float(), target, mask, kind, delta)
             return {"loss": loss}
         # R-Drop: both dropout passes in one forward (a doubled batch draws independent dropout masks and keeps
         # DDP to one forward per backward)
         both = ctx.model(torch.cat([batch["mel"], batch["mel"]])).float()
         p1, p2 = both.chunk(2)
-        sup = 0.5 * (masked_loss(p1, target, mask, kind) + masked_loss(p2, target, mask, kind))
-        consistency = masked_loss(p1, p2, mask, "huber", loss_cfg.huber_delta)
+        sup = 0.5 * (masked_loss(p1, target, mask, kind, delta) + masked_loss(p2, target, mask, kind, delta))
+        consistency = masked_loss(p1, p2, mask, "huber", delta)
         return {"loss": sup + loss_cfg.r_drop_weight * consistency, "supervised": sup, "r_drop": consistency}
 
     # -------------------------------------------------------------------------------- validation
@@ -162,11 +164,12 @@ class MouthTrainTask(TrainTask):
         return metrics
 
     def best_metric(self) -> tuple[str, str]:
-        """Unseen-singer Pearson r when there is an unseen split (what generalisation means here), else valid."""
+        """`train.best_metric`/`best_mode`, except that valid/pearson (the preset's) means unseen-singer Pearson r
+        when there is an unseen split (what generalisation means here). The configured mode always holds."""
         configured, mode = self.config.train.best_metric, self.config.train.best_mode
-        if configured != "valid/pearson":  # the user chose something explicitly
-            return configured, mode
-        return ("unseen/pearson", "max") if self.has_unseen else ("valid/pearson", "max")
+        if configured == "valid/pearson" and self.has_unseen:
+            return "unseen/pearson", mode
+        return configured, mode
 
     def deployable(self, model: torch.nn.Module) -> dict[str, Any]:
         return {

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from voxtool.audio.mel import MelConfig
 from voxtool.presets import StrictModel
@@ -18,7 +18,7 @@ def default_mel() -> MelConfig:
 
 class FeatureConfig(StrictModel):
     mel: MelConfig = Field(default_factory=default_mel)
-    trim_db: float = Field(60.0, gt=0)  # librosa.effects.trim top_db (leading/trailing only), as NeMo
+    trim_db: float = Field(60.0, gt=0, le=200)  # librosa.effects.trim top_db (leading/trailing only), as NeMo
 
 
 class TextConfig(StrictModel):
@@ -26,35 +26,44 @@ class TextConfig(StrictModel):
     tone_sandhi: bool = True  # surface tones (你好 -> ni2 hao3) match the audio better
 
 
+def _odd(kernel: int) -> int:
+    if kernel % 2 == 0:
+        raise ValueError(f"kernel {kernel} must be odd: 'same' padding keeps the length only for odd kernels")
+    return kernel
+
+
+OddKernel = Annotated[int, Field(gt=0, le=1023), AfterValidator(_odd)]
+
+
 class BlockConfig(StrictModel):
-    filters: int = Field(gt=0)
-    kernel: int = Field(gt=0)
+    filters: int = Field(gt=0, le=8192)
+    kernel: OddKernel
 
 
 class ModelConfig(StrictModel):
     """QuartzNet BxR: B = len(blocks) * block_repeat blocks of R separable sub-blocks (NeMo layout)."""
 
-    c1_filters: int = Field(256, gt=0)
-    c1_kernel: int = Field(33, gt=0)
-    stride: int = Field(2, ge=1)
+    c1_filters: int = Field(256, gt=0, le=8192)
+    c1_kernel: OddKernel = 33
+    stride: int = Field(2, ge=1, le=16)
     blocks: list[BlockConfig] = Field(default_factory=lambda: [
         BlockConfig(filters=256, kernel=33), BlockConfig(filters=256, kernel=39),
         BlockConfig(filters=512, kernel=51), BlockConfig(filters=512, kernel=63),
         BlockConfig(filters=512, kernel=75)])
-    block_repeat: int = Field(3, ge=1)  # 15x5 = each of the 5 block kinds 3 times
-    sub_blocks: int = Field(5, ge=1)  # R
-    c2_filters: int = Field(512, gt=0)
-    c2_kernel: int = Field(87, gt=0)
-    c2_dilation: int = Field(2, ge=1)
-    c3_filters: int = Field(1024, gt=0)
+    block_repeat: int = Field(3, ge=1, le=64)  # 15x5 = each of the 5 block kinds 3 times
+    sub_blocks: int = Field(5, ge=1, le=64)  # R
+    c2_filters: int = Field(512, gt=0, le=8192)
+    c2_kernel: OddKernel = 87
+    c2_dilation: int = Field(2, ge=1, le=64)
+    c3_filters: int = Field(1024, gt=0, le=8192)
     dropout: float = Field(0.0, ge=0, lt=1)
 
 
 class BlankLossConfig(StrictModel):
     """The log's blank loss: per utterance drop the largest `drop_fraction` of blank scores, hinge the rest."""
 
-    weight: float = Field(0.0, ge=0)  # 0 = off (the default; measured on and off in benchmarks/pinyin.py)
-    margin: float = 0.5
+    weight: float = Field(0.0, ge=0, le=1000)  # 0 = off (the default; measured on and off in benchmarks/pinyin.py)
+    margin: float = Field(0.5, ge=-100, le=100)  # in the units of `score` (a probability, or a log-probability <= 0)
     drop_fraction: float = Field(0.2, ge=0, lt=1)
     score: Literal["prob", "logprob"] = "prob"
 
@@ -62,9 +71,9 @@ class BlankLossConfig(StrictModel):
 class AugmentConfig(StrictModel):
     """SpecAugment masks on the normalised features (training only)."""
 
-    freq_masks: int = Field(2, ge=0)
-    freq_width: int = Field(15, ge=0)  # max mel bins per mask
-    time_masks: int = Field(2, ge=0)
+    freq_masks: int = Field(2, ge=0, le=100)
+    freq_width: int = Field(15, ge=0, le=1024)  # max mel bins per mask
+    time_masks: int = Field(2, ge=0, le=100)
     time_width: float = Field(0.05, ge=0, le=1)  # max fraction of the utterance per mask
-    blank_pad_frames: int = Field(0, ge=0)  # silence frames padded at both ends ...
-    blank_pad_epochs: float = Field(0.0, ge=0)  # ... during the first K epochs (the log's advice)
+    blank_pad_frames: int = Field(0, ge=0, le=100_000)  # silence frames padded at both ends ...
+    blank_pad_epochs: float = Field(0.0, ge=0, le=1_000_000)  # ... during the first K epochs (the log's advice)

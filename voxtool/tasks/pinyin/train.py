@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from voxtool.console import log
 from voxtool.errors import BadInput
@@ -36,8 +36,15 @@ class PinyinConfig(StrictModel):
     blank_loss: BlankLossConfig = Field(default_factory=BlankLossConfig)
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     novograd: bool = True  # NovoGrad (NeMo's choice for QuartzNet, lr 0.01); false = train.optimizer
-    valid_max_items: int = Field(1000, ge=1)
+    valid_max_items: int = Field(1000, ge=1, le=10_000_000)
     train: TrainConfig = Field(default_factory=default_train)
+
+    @model_validator(mode="after")
+    def _optimizer_is_used(self) -> PinyinConfig:
+        if self.novograd and self.train.optimizer != "adamw":  # adamw: the placeholder NovoGrad stands in for
+            raise ValueError(f"train.optimizer = {self.train.optimizer!r} is not used while novograd = true; "
+                             "set novograd = false to train with it")
+        return self
 
 
 def build_model(cfg: PinyinConfig, vocab: Vocab | None = None) -> QuartzNet:
@@ -53,9 +60,22 @@ class PinyinTrainTask(TrainTask):
         self.train_set = PinyinDataset(data, "train")
         if len(self.train_set) == 0:
             raise BadInput(data, "the train split is empty")
-        header_feat = FeatureConfig.model_validate(self.train_set.header["features"])
+        # [features] and [text] act at prep time: the dataset's must be the preset's, or the run's config.toml and
+        # model.pt (whose [text] inference reads) would describe settings the model never saw
+        header = self.train_set.header
+        header_feat = FeatureConfig.model_validate(header["features"])
         if header_feat.mel != config.features.mel:
             raise BadInput(data, "dataset features differ from the preset's [features.mel]; re-run prep with it")
+        if header_feat.trim_db != config.features.trim_db:
+            raise BadInput(data, f"dataset was trimmed at features.trim_db = {header_feat.trim_db:g}, the preset says "
+                                 f"{config.features.trim_db:g}; re-run prep with the preset or set it to match")
+        if "text" in header:
+            header_text = TextConfig.model_validate(header["text"])
+            for key in TextConfig.model_fields:
+                if getattr(header_text, key) != getattr(config.text, key):
+                    raise BadInput(data, f"dataset was prepared with text.{key} = {getattr(header_text, key)!r}, "
+                                         f"the preset says {getattr(config.text, key)!r}; re-run prep with the "
+                                         "preset or set it to match")
         self.valid_set = PinyinDataset(data, "valid")
         if len(self.valid_set) == 0:
             self.valid_set = PinyinDataset(data, "test")

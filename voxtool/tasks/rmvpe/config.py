@@ -2,28 +2,41 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from voxtool.audio.mel import MelConfig
 from voxtool.presets import StrictModel
 from voxtool.training.config import TrainConfig
 
 
+def ordered_pair(low: float, high: float):
+    """A `(a, b)` range drawn as U(a, b), both ends within [low, high] and a <= b."""
+
+    def check(pair: tuple[float, float]) -> tuple[float, float]:
+        if pair[0] > pair[1]:
+            raise ValueError(f"the range ({pair[0]:g}, {pair[1]:g}) must be written low first")
+        return pair
+
+    end = Annotated[float, Field(ge=low, le=high)]
+    return Annotated[tuple[end, end], AfterValidator(check)]
+
+
 class ModelSection(StrictModel):
     """Network size; the defaults are the published E2E0(4, 1, (2, 2))."""
 
     name: Literal["E2E0"] = "E2E0"  # the original script's --model-name (only E2E0 was ever trainable)
-    n_mels: int = Field(128, gt=0)
-    n_blocks: int = Field(4, ge=1)
+    n_mels: int = Field(128, gt=0, le=1024)
+    n_blocks: int = Field(4, ge=1, le=32)
     n_levels: int = Field(5, ge=1, le=8)
-    n_inter: int = Field(4, ge=1)
-    base_channels: int = Field(16, ge=1)
-    n_gru: int = Field(1, ge=0)
-    gru_hidden: int = Field(256, ge=1)
+    n_inter: int = Field(4, ge=1, le=32)
+    base_channels: int = Field(16, ge=1, le=1024)
+    n_gru: int = Field(1, ge=0, le=8)
+    gru_hidden: int = Field(256, ge=1, le=8192)
     with_tf: bool = False
-    output_bias_init: float | None = None  # None = PyTorch default init (as published); e.g. -4 = start at p~0.02
+    # None = PyTorch default init (as published); e.g. -4 = start at p~0.02
+    output_bias_init: float | None = Field(None, ge=-50, le=50)
     init: str = ""  # checkpoint to start from (fine-tuning): published rmvpe.pt/model.pt or a voxtool model
 
     def arch(self):
@@ -33,27 +46,29 @@ class ModelSection(StrictModel):
 
 
 class DataSection(StrictModel):
-    crop_frames: int = Field(128, ge=32)  # 1.28 s random crops, as yxlllc/Teco
-    accompaniment_gain: tuple[float, float] = (-1.0, 1.0)  # U(a, b) x accompaniment (vocal-only .. full mix)
+    crop_frames: int = Field(128, ge=32, le=100_000)  # 1.28 s random crops, as yxlllc/Teco
+    # U(a, b) x accompaniment (vocal-only .. full mix)
+    accompaniment_gain: ordered_pair(-10, 10) = (-1.0, 1.0)
     noise_prob: float = Field(1.0, ge=0, le=1)  # mono items: coloured noise with this probability
-    noise_exponent: tuple[float, float] = (0.0, 2.0)  # 1/f^beta noise, beta ~ U
-    noise_log10_amp: tuple[float, float] = (-6.0, -1.0)  # amplitude 10^U
+    noise_exponent: ordered_pair(-4, 4) = (0.0, 2.0)  # 1/f^beta noise, beta ~ U
+    noise_log10_amp: ordered_pair(-20, 0) = (-6.0, -1.0)  # amplitude 10^U
     pitch_shift_prob: float = Field(0.5, ge=0, le=1)
-    pitch_shift_semitones: tuple[float, float] = (0.0, 5.0)  # resample-based shift, labels follow
-    volume_log10: tuple[float, float] = (-1.0, 1.0)  # gain 10^U, capped so the peak stays <= 1
-    valid_items: int = Field(0, ge=0)  # 0 = every validation item
-    valid_max_seconds: float = Field(0.0, ge=0)  # 0 = whole files
+    pitch_shift_semitones: ordered_pair(-24, 24) = (0.0, 5.0)  # resample-based shift, labels follow
+    volume_log10: ordered_pair(-5, 5) = (-1.0, 1.0)  # gain 10^U, capped so the peak stays <= 1
+    valid_items: int = Field(0, ge=0, le=10_000_000)  # 0 = every validation item
+    valid_max_seconds: float = Field(0.0, ge=0, le=86_400)  # 0 = whole files
 
 
 class DecodeSection(StrictModel):
     threshold: float = Field(0.03, ge=0, le=1)
-    sigma_bins: float = Field(1.25, gt=0)  # Gaussian target width (training)
+    sigma_bins: float = Field(1.25, gt=0, le=360)  # Gaussian target width (training)
 
 
 class InferSection(StrictModel):
-    chunk_frames: int = Field(2048, ge=0)  # core frames per chunk; 0 = whole file in one pass
-    context_frames: int = Field(256, ge=0)  # extra frames each side of a chunk (dropped after the forward)
-    batch_size: int = Field(4, ge=1)
+    chunk_frames: int = Field(2048, ge=0, le=10_000_000)  # core frames per chunk; 0 = whole file in one pass
+    # extra frames each side of a chunk (dropped after the forward)
+    context_frames: int = Field(256, ge=0, le=1_000_000)
+    batch_size: int = Field(4, ge=1, le=65536)
 
 
 def default_mel() -> MelConfig:
@@ -68,4 +83,5 @@ class RmvpeConfig(StrictModel):
     data: DataSection = DataSection()
     decode: DecodeSection = DecodeSection()
     infer: InferSection = InferSection()
-    train: TrainConfig = Field(default_factory=TrainConfig)
+    # best by raw pitch accuracy (what `validate` reports as valid/rpa); the presets say the same
+    train: TrainConfig = Field(default_factory=lambda: TrainConfig(best_metric="valid/rpa", best_mode="max"))

@@ -1,5 +1,6 @@
 """Training task: random 128-frame crops with accompaniment/noise/pitch-shift/volume augmentation, Gaussian
-targets (sigma 1.25 bins) with BCE, validation with mir_eval melody metrics (best by RPA)."""
+targets (sigma 1.25 bins) with BCE, validation with mir_eval melody metrics (best by `train.best_metric`:
+valid/rpa in the presets and the config's defaults)."""
 
 from __future__ import annotations
 
@@ -46,6 +47,8 @@ def init_from_checkpoint(model: E2E0, path: Path) -> str:
         loaded, layout = load_state_dict_any(obj, model.arch)
     except ValueError as exc:
         raise BadInput(path, str(exc)) from None
+    except Exception as exc:  # odd objects inside a readable file
+        raise BadInput(path, f"not an RMVPE checkpoint ({type(exc).__name__})") from None
     own = model.state_dict()
     missing = [k for k in own if k not in loaded.state_dict()]
     state = {k: v for k, v in loaded.state_dict().items() if k in own}
@@ -116,9 +119,6 @@ class RmvpeTrainTask(TrainTask):
             batch_size=infer.batch_size,
         )
         return {f"valid/{k}": v for k, v in means.items()}
-
-    def best_metric(self) -> tuple[str, str]:
-        return "valid/rpa", "max"
 
     def deployable(self, model: torch.nn.Module) -> dict:
         return {"sample_rate": self.config.mel.sample_rate, "hop_length": self.config.mel.hop_length}
