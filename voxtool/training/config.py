@@ -16,6 +16,31 @@ MAX_STEPS = 10_000_000
 Beta = Annotated[float, Field(ge=0, lt=1)]
 
 
+class OptimizerConfig(StrictModel):
+    """`[train.optimizers.NAME]`: what one optimiser of a multi-optimiser task does differently.
+
+    Every field left out inherits the `[train]` value of the same name, so a GAN preset states the shared
+    settings once and only the differences per optimiser (e.g. the discriminator's lr or clip value).
+    """
+
+    optimizer: Literal["adamw", "adam", "sgd", "schedulefree"] | None = None
+    lr: float | None = Field(None, gt=0, le=10)
+    betas: tuple[Beta, Beta] | None = None
+    eps: float | None = Field(None, gt=0, le=1)
+    weight_decay: float | None = Field(None, ge=0, le=10)
+    momentum: float | None = Field(None, ge=0, lt=1)
+    schedule: Literal["constant", "cosine", "step"] | None = None
+    warmup_steps: int | None = Field(None, ge=0, le=MAX_STEPS)
+    decay_steps: int | None = Field(None, ge=1, le=MAX_STEPS)
+    decay_rate: float | None = Field(None, gt=0, le=1)
+    min_lr_ratio: float | None = Field(None, ge=0, le=1)
+    grad_clip: float | None = Field(None, ge=0, le=1e6)
+    lr_scale: dict[str, Annotated[float, Field(gt=0, le=1e3)]] = Field(
+        default_factory=dict,
+        description="parameter-name prefix -> lr multiplier (e.g. a pretrained encoder at 0.1x a new head); "
+                    "names are '<module>.<parameter>', the longest matching prefix wins")
+
+
 class TrainConfig(StrictModel):
     steps: int = Field(1000, ge=1, le=MAX_STEPS, description="total optimiser steps")
     batch_size: int = Field(16, ge=1, le=65536, description="per rank")
@@ -40,3 +65,18 @@ class TrainConfig(StrictModel):
     best_metric: str = Field("valid/loss", min_length=1)
     best_mode: Literal["max", "min"] = "min"
     seed: int = Field(1234, ge=0, le=2**32 - 1, description="numpy's SeedSequence needs a non-negative seed")
+    optimizers: dict[str, OptimizerConfig] = Field(
+        default_factory=dict, description="per-optimiser differences from [train], by optimiser name")
+    freeze: dict[str, Annotated[int, Field(ge=-1, le=MAX_STEPS)]] = Field(
+        default_factory=dict,
+        description="parameter-name prefix -> step at which it starts training (-1: frozen for the whole run)")
+    find_unused_parameters: bool = Field(False, description="DDP: allow parameters without a gradient in a step "
+                                                            "(switched on by itself when `freeze` is used)")
+    prefetch: bool = Field(True, description="build the next step's batch in a background thread")
+
+    def for_optimizer(self, name: str) -> TrainConfig:
+        """This config with `[train.optimizers.NAME]` applied: what optimiser `name` trains with."""
+        over = self.optimizers.get(name)
+        if over is None:
+            return self
+        return self.model_copy(update={k: v for k, v in over.model_dump(exclude={"lr_scale"}).items() if v is not None})
