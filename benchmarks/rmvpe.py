@@ -1,7 +1,7 @@
 """rmvpe task benchmarks (CPU unless --device says otherwise).
 
     python benchmarks/rmvpe.py                      # everything
-    python benchmarks/rmvpe.py --only infer         # infer | train | accuracy
+    python benchmarks/rmvpe.py --only infer         # infer | train | prefetch | accuracy
     python benchmarks/rmvpe.py --only infer --seconds 10 60 --repeats 3
 
 - infer: real-time factor (processing seconds per audio second) and peak memory for 10 s, 60 s and 600 s of audio
@@ -12,6 +12,8 @@
   the audio). Medians over --repeats (600 s: repeats // 2).
 - train: optimiser steps/s of `rmvpe-tiny` (preset batch 8 x 64 frames) and `rmvpe` (preset batch 32 x 128 frames)
   on synthetic data in the same process (median step time after one warm-up step).
+- prefetch: `rmvpe-tiny` steps/s with `train.prefetch` off and on (the next step's batch built in a worker thread
+  while this step trains), alternating runs, median over --repeats.
 - accuracy: `rmvpe-tiny` trained for a fixed budget (--tiny-steps, default 300) on synthetic harmonic tones, against
   pyworld harvest, librosa pyin and a constant-median-f0 baseline on the same held-out tones (mir_eval, 50 cents),
   clean and with pink noise at 5 dB SNR.
@@ -185,6 +187,28 @@ def bench_train(data_dir: Path, steps: dict[str, int]) -> dict:
     return out
 
 
+def bench_prefetch(data_dir: Path, steps: int, repeats: int) -> dict:
+    """`train.prefetch` on and off: median step time of `rmvpe-tiny` (the data-bound preset: a small model
+    waiting for crops, .npz reads and pitch-shift resampling), runs alternating in one process."""
+    out = {}
+    times: dict[bool, list[float]] = {True: [], False: []}
+    for _ in range(repeats):
+        for prefetch in (False, True):
+            task, trainer = _task("rmvpe-tiny", data_dir, [f"train.prefetch={str(prefetch).lower()}",
+                                                           f"train.steps={steps + 2}"])
+            with trainer.prefetching():
+                trainer.train_step()  # warm-up (and the first prefetch)
+                t = time.perf_counter()
+                for _ in range(steps):
+                    trainer.train_step()
+                times[prefetch].append((time.perf_counter() - t) / steps)
+    for prefetch in (False, True):
+        out["on" if prefetch else "off"] = 1.0 / statistics.median(times[prefetch])
+    print(f"train rmvpe-tiny prefetch off {out['off']:7.2f} steps/s | on {out['on']:7.2f} steps/s | "
+          f"on/off {out['on'] / out['off']:.2f}x (median of {repeats} x {steps} steps)", flush=True)
+    return out
+
+
 # --------------------------------------------------------------------------------------------- accuracy
 
 
@@ -246,7 +270,7 @@ def bench_accuracy(data_dir: Path, tiny_steps: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["infer", "train", "accuracy"], action="append")
+    parser.add_argument("--only", choices=["infer", "train", "prefetch", "accuracy"], action="append")
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0, 600.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
@@ -263,17 +287,19 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    only = set(args.only or ["infer", "train", "accuracy"])
+    only = set(args.only or ["infer", "train", "prefetch", "accuracy"])
     results: dict = {"threads": args.threads, "device": args.device}
     print(f"rmvpe benchmarks: torch {torch.__version__}, {args.threads} thread(s), device {args.device}")
     if "infer" in only:
         with tempfile.TemporaryDirectory() as tmp:
             results["infer"] = bench_infer(args.seconds, args.repeats, args.threads, args.device, Path(tmp))
-    if only & {"train", "accuracy"}:
+    if only & {"train", "prefetch", "accuracy"}:
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = synthetic_dataset(Path(tmp), n_train=48, n_test=12)
             if "train" in only:
                 results["train"] = bench_train(data_dir, {"rmvpe-tiny": 10, "rmvpe": args.full_train_steps})
+            if "prefetch" in only:
+                results["prefetch"] = bench_prefetch(data_dir, steps=20, repeats=args.repeats)
             if "accuracy" in only:
                 results["accuracy"] = bench_accuracy(data_dir, args.tiny_steps)
     if args.json:

@@ -239,6 +239,19 @@ class Trainer:
             self._next_batches = (self.step + 1, self._prefetcher.submit(self._make_batches, self.step + 1))
         return batches
 
+    @contextlib.contextmanager
+    def prefetching(self):
+        """While open (and `train.prefetch` is on), `train_step` builds the next step's batch in a worker thread."""
+        if not self.cfg.prefetch or self._prefetcher is not None:
+            yield
+            return
+        self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxtool-batches")
+        try:
+            yield
+        finally:
+            self._prefetcher.shutdown(wait=True, cancel_futures=True)
+            self._prefetcher, self._next_batches = None, None
+
     def _wait_prefetch(self) -> None:
         """Let the worker finish before validation and checkpoints touch the task's data (single-threaded)."""
         if self._next_batches is not None:
@@ -376,14 +389,12 @@ class Trainer:
         self._optimizers_mode("train")
         cfg = self.cfg
         previous = self._install_signals()
-        if cfg.prefetch:
-            self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="voxtool-batches")
         start_step, t0 = self.step, time.perf_counter()
         window: dict[str, float] = {}
         n_window = 0
         try:
-            with console.progress(cfg.steps, f"train {self.task.name}", loss=float("nan"), lr=0.0,
-                                  **{"steps/s": 0.0}) as advance:
+            with self.prefetching(), console.progress(cfg.steps, f"train {self.task.name}", loss=float("nan"),
+                                                      lr=0.0, **{"steps/s": 0.0}) as advance:
                 advance(start_step)
                 while self.step < cfg.steps:
                     logged = self.train_step()
@@ -416,9 +427,6 @@ class Trainer:
             self.save_last()
             distributed.barrier()
         finally:
-            if self._prefetcher is not None:
-                self._prefetcher.shutdown(wait=True, cancel_futures=True)
-                self._prefetcher, self._next_batches = None, None
             for sig, h in previous.items():
                 signal.signal(sig, h)
             self.logger.close()
