@@ -74,6 +74,23 @@ def test_optimizer_is_not_silently_replaced_by_novograd():
     assert cfg.train.optimizer == "sgd" and not cfg.novograd
 
 
+def test_novograd_honours_per_optimizer_settings(dataset):
+    """[train.optimizers.model] (lr, betas, lr_scale) reached the default optimiser but not NovoGrad."""
+    from voxtool.tasks.pinyin.losses import NovoGrad
+
+    task = make_task(dataset, "train.optimizers.model.lr=0.005", "train.optimizers.model.betas=[0.7, 0.4]",
+                     'train.optimizers.model.lr_scale={"model.c1" = 0.1}')
+    opt = task.configure_optimizers()["model"]
+    assert isinstance(opt, NovoGrad)
+    lrs = sorted(g["lr"] for g in opt.param_groups)
+    assert lrs == pytest.approx([0.0005, 0.005]) and all(g["betas"] == (0.7, 0.4) for g in opt.param_groups)
+    c1 = {id(p) for p in task.model.c1.parameters()}
+    small = next(g for g in opt.param_groups if g["lr"] < 0.001)
+    assert {id(p) for p in small["params"]} == c1
+    with pytest.raises(BadInput, match="optimizers.model.optimizer = 'sgd' is not used while novograd"):
+        make_task(dataset, "train.optimizers.model.optimizer=sgd")
+
+
 def test_resume_is_exact_with_novograd(dataset, tmp_path):
     """6 steps + resume to 10 == 10 steps straight (data order is a function of the step; NovoGrad state saved)."""
     from voxtool.fileio import load_torch

@@ -41,9 +41,15 @@ class PinyinConfig(StrictModel):
 
     @model_validator(mode="after")
     def _optimizer_is_used(self) -> PinyinConfig:
-        if self.novograd and self.train.optimizer != "adamw":  # adamw: the placeholder NovoGrad stands in for
+        if not self.novograd:
+            return self
+        if self.train.optimizer != "adamw":  # adamw: the placeholder NovoGrad stands in for
             raise ValueError(f"train.optimizer = {self.train.optimizer!r} is not used while novograd = true; "
                              "set novograd = false to train with it")
+        over = self.train.optimizers.get("model")
+        if over is not None and over.optimizer is not None:
+            raise ValueError(f"train.optimizers.model.optimizer = {over.optimizer!r} is not used while novograd = "
+                             "true; set novograd = false to train with it")
         return self
 
 
@@ -89,9 +95,13 @@ class PinyinTrainTask(TrainTask):
     def configure_optimizers(self) -> dict[str, torch.optim.Optimizer]:
         if not self.config.novograd:
             return super().configure_optimizers()
-        t = self.config.train
-        return {"model": NovoGrad(self.model.parameters(), lr=t.lr, betas=t.betas, eps=t.eps,
-                                  weight_decay=t.weight_decay)}
+        from voxtool.training.schedules import named_parameters, param_groups
+
+        # [train] with [train.optimizers.model] applied, lr_scale groups included, as the default path does
+        t = self.config.train.for_optimizer("model")
+        over = self.config.train.optimizers.get("model")
+        groups = param_groups(named_parameters(self.modules()), t.lr, over.lr_scale if over else {})
+        return {"model": NovoGrad(groups, lr=t.lr, betas=t.betas, eps=t.eps, weight_decay=t.weight_decay)}
 
     def epoch_of(self, step: int) -> float:
         return step * self.config.train.batch_size * self.env.world_size / max(1, len(self.train_set))
