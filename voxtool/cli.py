@@ -7,15 +7,18 @@ module level, so `voxtool --help` stays fast. Errors from anywhere below become 
 
 from __future__ import annotations
 
+import os
+import re
 import sys
 import traceback
 from pathlib import Path
 from typing import Annotated
 
 import typer
+import typer.main
 
 from voxtool import __version__, console
-from voxtool.errors import VoxtoolError
+from voxtool.errors import BatchFailed, Interrupted, VoxtoolError
 from voxtool.plugins import VERBS, LoadedPlugin, discover
 
 VERB_HELP = {
@@ -238,40 +241,114 @@ def demo(
 
 
 def _click_kind(exc: BaseException) -> str | None:
-    """Typer vendors its own click: recognise its exceptions by class name along the MRO."""
+    """Typer vendors its own click: recognise its exceptions (and plain click's) by class name along the MRO."""
     names = {cls.__name__ for cls in type(exc).__mro__}
-    for kind in ("Exit", "Abort", "ClickException"):
+    for kind in ("Exit", "Abort", "NoArgsIsHelpError", "UsageError", "ClickException"):
         if kind in names:
             return kind
     return None
 
 
+def _option_name(param) -> str:
+    """`--long-name` of an option (its first long flag), `NAME` of an argument."""
+    opts = list(getattr(param, "opts", None) or [])
+    if getattr(param, "param_type_name", "") == "argument" or not opts:
+        return (getattr(param, "name", None) or "argument").upper()
+    longs = [o for o in opts if o.startswith("--")]
+    return (longs or opts)[0]
+
+
+def _sentence(text: str) -> str:
+    """A click/typer message as the problem part of one error line: no trailing period, lower-case start."""
+    text = " ".join(str(text).split()).rstrip(".")
+    text = text.replace("Input should be ", "must be ")
+    return text[:1].lower() + text[1:] if text[:2] != text[:2].upper() else text
+
+
+def format_usage_error(exc: BaseException) -> str:
+    """A click/typer UsageError -> `<option>: <problem>` (the part after `error: `), one line."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    message = str(getattr(exc, "message", "") or "")
+    param = getattr(exc, "param", None)
+    if "MissingParameter" in names:
+        kind = getattr(exc, "param_type", None) or getattr(param, "param_type_name", None) or "value"
+        where = _option_name(param) if param is not None else "argument"
+        return f"{where}: required {kind} is missing"
+    if "BadParameter" in names:
+        if param is not None:
+            where = _option_name(param)
+        else:
+            hint = getattr(exc, "param_hint", None)
+            where = (hint if isinstance(hint, str) else " / ".join(hint or [])).strip("'") or "value"
+        return f"{where}: {_sentence(message)}"
+    if "NoSuchOption" in names:
+        name = getattr(exc, "option_name", "?")
+        maybe = sorted(getattr(exc, "possibilities", None) or [])
+        return f"{name}: no such option" + (f" (did you mean {' or '.join(maybe)}?)" if maybe else "")
+    if "BadOptionUsage" in names:
+        name = getattr(exc, "option_name", "?")
+        problem = message.replace(f"Option '{name}' ", "").replace(f"option '{name}' ", "")
+        return f"{name}: {_sentence(problem)}"
+    ctx = getattr(exc, "ctx", None)
+    path = getattr(ctx, "command_path", None) or "voxtool"
+    for pattern, problem in (
+        (r"No such command '(.*)'", "no such command (see '{path} --help')"),
+        (r"Got unexpected extra argument(?:s|\(s\))? \((.*)\)", "unexpected extra argument"),
+    ):
+        found = re.match(pattern, message)
+        if found:
+            return f"{found.group(1)}: {problem.format(path=path)}"
+    return f"{path}: {_sentence(message)}"
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; returns the exit code. Every failure is one line on stderr (a traceback only with --debug).
+
+    The click command is driven directly (make_context + invoke) rather than through Typer's standalone main,
+    so usage errors, Ctrl-C and our own exceptions all reach the formatting here.
+    """
     args = sys.argv[1:] if argv is None else list(argv)
     if "--debug" in args:
         console.set_debug(True)
     try:
-        app = build_app()
-        result = app(args=args, prog_name="voxtool", standalone_mode=False)
+        command = typer.main.get_command(build_app())
+        with command.make_context("voxtool", args) as ctx:
+            result = command.invoke(ctx)
         return result if isinstance(result, int) else 0
+    except Interrupted as e:
+        console.interrupted_line(str(e))
+        return e.exit_code
+    except BatchFailed as e:  # every failed input already has its line
+        return e.exit_code
     except VoxtoolError as e:
         if console.is_debug():
             traceback.print_exc()
         console.error_line(str(e))
         return e.exit_code
     except KeyboardInterrupt:
-        console.error_line("interrupted")
+        console.interrupted_line()
         return 130
+    except BrokenPipeError:  # e.g. `voxtool ... --json | head`: stop quietly
+        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - interpreter shutdown must not flush
+        return 1
     except Exception as e:  # anything unexpected: one line, traceback only with --debug
         kind = _click_kind(e)
         if kind == "Exit":
             return getattr(e, "exit_code", 0)
         if kind == "Abort":
-            console.error_line("aborted")
+            console.interrupted_line()
             return 130
-        if kind == "ClickException":
+        if kind == "NoArgsIsHelpError":  # `voxtool` / `voxtool infer` alone: the help text
             e.show()
             return getattr(e, "exit_code", 2)
+        if kind == "UsageError":
+            if console.is_debug():
+                traceback.print_exc()
+            console.error_line(format_usage_error(e))
+            return 2
+        if kind == "ClickException":
+            console.error_line(_sentence(e.format_message()))
+            return getattr(e, "exit_code", 1)
         if console.is_debug():
             traceback.print_exc()
         console.error_line(f"unexpected {type(e).__name__}: {e} (run with --debug for the traceback)")

@@ -67,6 +67,12 @@ def error_line(message: str) -> None:
     sys.stderr.flush()
 
 
+def interrupted_line(message: str = "") -> None:
+    """The one line Ctrl-C gets: `interrupted` or `interrupted: <what was finished>` (always shown)."""
+    sys.stderr.write(f"interrupted: {message}\n" if message else "interrupted\n")
+    sys.stderr.flush()
+
+
 def emit_json(obj: Any) -> None:
     """One JSON document on stdout, for scripts."""
     sys.stdout.write(json.dumps(obj, ensure_ascii=False, default=_json_default) + "\n")

@@ -31,6 +31,20 @@ class BadInput(UsageError):
 
 
 class Interrupted(VoxtoolError):
-    """The user stopped a job (SIGINT/SIGTERM) after its state was saved."""
+    """The user stopped a job (SIGINT/SIGTERM); the message says what was finished. Exit code 130.
+
+    The CLI prints it as `interrupted: <message>` (not as an error line).
+    """
 
     exit_code = 130
+
+
+class BatchFailed(VoxtoolError):
+    """Some inputs of a batch failed. Each failure was already reported on its own line, so the CLI prints
+    nothing more and exits with `exit_code` (2 when any input was bad, else 1)."""
+
+    def __init__(self, failed: int, total: int, exit_code: int = 2):
+        self.failed = failed
+        self.total = total
+        self.exit_code = exit_code
+        super().__init__(f"{failed} of {total} inputs failed")

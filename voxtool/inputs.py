@@ -5,7 +5,9 @@ Rules (DESIGN.md, shell-script friendly):
 - one file and no `--out` -> `<stem><ext>` next to the input;
 - otherwise `--out` is a directory: a directory input mirrors into it (`a/b/song.wav` -> `OUT/a/b/song.csv`),
   a file (or a glob match) goes to `OUT/<stem><ext>`;
-- a missing input, or a glob that matches nothing, is a BadInput; two inputs mapping to the same output too.
+- a missing input, or a glob that matches nothing, is a BadInput; two inputs mapping to the same output too;
+- an output may never replace an input or a protected file (the model; every file of a run folder given as
+  --model): `check_outputs` refuses that before any work, for every command that writes files.
 """
 
 from __future__ import annotations
@@ -53,14 +55,92 @@ def _collect(inputs: list[str], accept) -> list[tuple[Path, Path | None]]:
     return found
 
 
+def _file_key(path: Path) -> tuple[int, int] | None:
+    try:
+        st = path.stat()
+    except OSError:
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def _role(path: Path) -> str:
+    return "model" if path.suffix.lower() in (".pt", ".pth", ".ckpt", ".onnx", ".safetensors") else "input"
+
+
+def protected_paths(*paths: str | os.PathLike | None) -> list[Path]:
+    """The existing paths among `paths` (a model file, a run folder, a lyrics file...), for `protect=`."""
+    return [Path(p) for p in paths if p is not None and os.fspath(p) and Path(p).exists()]
+
+
+def check_outputs(
+    outputs: list[Path],
+    inputs: list[Path] = (),
+    protect: list[Path] = (),
+    option: str = "--out",
+) -> None:
+    """Refuse (BadInput) any output that is an input file or a protected path, compared as resolved paths and
+    as the same file on disk (hard links, symlinks). A protected directory (a run folder) protects every file
+    in it; new files may still be written there."""
+    by_key: dict[tuple[int, int], tuple[str, Path]] = {}
+    by_path: dict[Path, tuple[str, Path]] = {}
+
+    def note(path: Path, role: str) -> None:
+        key = _file_key(path)
+        if key is not None:
+            by_key.setdefault(key, (role, path))
+        by_path.setdefault(path.resolve(), (role, path))
+
+    for path in inputs:
+        note(Path(path), "input")
+    dirs: list[tuple[Path, Path]] = []
+    for path in protect:
+        path = Path(path)
+        if path.is_dir():
+            dirs.append((path.resolve(), path))
+        else:
+            note(path, _role(path))
+    for out in outputs:
+        out = Path(out)
+        key = _file_key(out) if out.is_file() else None
+        hit = (by_key.get(key) if key is not None else None) or by_path.get(out.resolve())
+        if hit is None and out.exists():
+            resolved = out.resolve()
+            for root, _shown in dirs:
+                if resolved.is_relative_to(root):
+                    hit = (_role(out) if _role(out) == "model" else "run folder file", out)
+                    break
+        if hit is not None:
+            role, what = hit
+            raise BadInput(out, f"would overwrite the {role} {what}; choose another {option}")
+
+
+def check_dataset_out(out: Path, inputs: list[Path | None]) -> None:
+    """A prep command's OUT folder: not one of its input folders, and no input file inside it (prep rewrites
+    list files such as train.txt/valid.txt there)."""
+    out_r = Path(out).resolve()
+    for path in inputs:
+        if path is None or not Path(path).exists():
+            continue
+        path_r = Path(path).resolve()
+        if path_r == out_r:
+            raise BadInput(out, f"is the input {path} itself; choose another output folder")
+        if Path(path).is_file() and path_r.is_relative_to(out_r):
+            raise BadInput(path, f"lies inside the output folder {out}, which prep rewrites; "
+                                 "move it or choose another output folder")
+
+
 def expand_inputs(
     inputs: list[str | os.PathLike],
     out: str | os.PathLike | None,
     ext: str,
     skip_existing: bool = False,
     accept=is_audio_file,
+    protect: list[str | os.PathLike] = (),
 ) -> list[Job]:
-    """Expand inputs into jobs; `ext` is the output suffix (e.g. '.csv')."""
+    """Expand inputs into jobs; `ext` is the output suffix (e.g. '.csv').
+
+    `protect`: files or folders no output may replace (the model, a run folder, a lyrics file); outputs are
+    also checked against every input. Violations are a BadInput before any work starts."""
     if not inputs:
         raise BadInput(None, "no inputs given")
     texts = [os.fspath(i) for i in inputs]
@@ -94,6 +174,7 @@ def expand_inputs(
         if key in seen:
             raise BadInput(job.src, f"writes the same output as {seen[key]} ({job.dst}); use a directory input")
         seen[key] = job.src
+    check_outputs([j.dst for j in jobs], [j.src for j in jobs], [Path(p) for p in protect])
     if skip_existing:
         jobs = [j for j in jobs if not j.dst.exists()]
     return jobs

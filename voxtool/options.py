@@ -2,6 +2,10 @@
 
 `@train_command` appends the core training options of DESIGN.md to a command's signature and hands them to
 the function as one `opts: TrainOptions` argument, so every `train`/`ssl` command accepts the same flags.
+
+Every numeric option has a sane range (typer `min=`/`max=`), checked while the command line is parsed, before
+any work: an absurd value is `error: --OPTION: must be ...` (exit 2), never an allocation the kernel kills.
+The limits shared by several commands live here (the preset fields have the same bounds in TrainConfig).
 """
 
 from __future__ import annotations
@@ -17,6 +21,16 @@ import typer
 from voxtool import console
 
 PANEL = "Training options"
+
+MAX_STEPS = 10_000_000  # optimiser steps, intervals, iterations
+MAX_SEED = 2**32 - 1  # numpy's SeedSequence takes non-negative seeds
+MAX_NPROC = 256  # --nproc-per-node
+MAX_WORKERS = 256  # prep --workers
+MAX_BATCH = 4096  # batch sizes
+MAX_COUNT = 1_000_000_000  # --limit N items (0 = all)
+
+FailFast = Annotated[bool, typer.Option(
+    "--fail-fast", help="Stop at the first input that fails (default: report it, go on, exit 2 at the end).")]
 
 
 @dataclass
@@ -45,9 +59,9 @@ def _train_parameters() -> list[inspect.Parameter]:
         ("set_", Annotated[list[str], opt("--set", help="Override a preset field: key.path=value (repeatable).")], []),
         ("device", Annotated[str, opt("--device", help="auto|cpu|cuda[:N]|mps|xpu|npu|sdaa[:N]")], "auto"),
         ("precision", Annotated[str, opt("--precision", help="32 | 16 | bf16 (autocast).")], "32"),
-        ("nproc_per_node", Annotated[int, opt("--nproc-per-node", min=1, help="Ranks on this machine (DDP).")], 1),
-        ("steps", Annotated[int | None, opt("--steps", min=1, help="Total optimisation steps.")], None),
-        ("seed", Annotated[int | None, opt("--seed", help="Random seed (runs are repeatable).")], None),
+        ("nproc_per_node", Annotated[int, opt("--nproc-per-node", min=1, max=MAX_NPROC, help="Ranks on this machine (DDP).")], 1),
+        ("steps", Annotated[int | None, opt("--steps", min=1, max=MAX_STEPS, help="Total optimisation steps.")], None),
+        ("seed", Annotated[int | None, opt("--seed", min=0, max=MAX_SEED, help="Random seed (runs are repeatable).")], None),
         ("resume", Annotated[bool, opt("--resume", help="Continue the run in RUNS_DIR/EXP from last.pt.")], False),
         ("quiet", Annotated[bool, opt("--quiet", "-q", help="No progress or log lines.")], False),
         ("debug", Annotated[bool, opt("--debug", help="Show tracebacks.")], False),

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from voxtool.options import TrainOptions, common_flags, train_command
+from voxtool.options import MAX_WORKERS, FailFast, TrainOptions, common_flags, train_command
 from voxtool.plugins import TaskPlugin
 
 
@@ -23,17 +23,21 @@ def prep_lipsync(
         Path | None, typer.Option(help="List of audio paths (relative to SRC) of unseen singers.")
     ] = None,
     valid: Annotated[Path | None, typer.Option(help="Validation list (default: SRC/valid.txt if present).")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="Takes processed in parallel.")] = 1,
+    workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="Takes processed in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Rebuild takes already prepared.")] = False,
     strict: Annotated[bool, typer.Option(help="A bad take is an error instead of being skipped.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """LipsSync takes (audio.wav + mouth_data.csv) -> a prepared mouth dataset."""
-    from voxtool.console import emit_json, log, print_table, progress
+    from voxtool.batch import prep_progress
+    from voxtool.console import emit_json, log, print_table
+    from voxtool.inputs import check_dataset_out
     from voxtool.tasks.mouth.data import find_takes, prepare_lipsync
 
+    check_dataset_out(out, [src, unseen, valid])
     total = len(find_takes(src)[0]) if src.is_dir() else None  # a quick scan, so the bar knows its length
-    with progress(total, "prep lipsync") as advance:
+    with prep_progress(total, "prep lipsync", out=out, unit="takes",
+                       then="run the same command again to finish (prepared takes are reused)") as advance:
         summary = prepare_lipsync(
             src, out, target=target, unseen_list=unseen, valid_list=valid, workers=workers, overwrite=overwrite,
             strict=strict, log=log, advance=advance,
@@ -81,16 +85,20 @@ def infer(
     inputs: Annotated[list[str], typer.Argument(help="Audio files, folders (mirrored) or globs.")],
     model: Annotated[str, typer.Option("--model", "-m", help="model.pt, a run folder, or an exported .onnx.")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (one input) or folder.")] = None,
-    fps: Annotated[float | None, typer.Option(help="Output frame rate (default: the model's 50).")] = None,
+    fps: Annotated[float | None, typer.Option(min=1.0, max=1000.0,
+                                              help="Output frame rate (default: the model's 50).")] = None,
     fmt: Annotated[
         str | None, typer.Option("--format", help="csv | npy | json (default: from --out, else csv).")
     ] = None,
-    smooth: Annotated[float, typer.Option(help="Half-sine smoothing width in seconds (0 = off).")] = 0.0,
+    smooth: Annotated[float, typer.Option(min=0.0, max=10.0,
+                                          help="Half-sine smoothing width in seconds (0 = off).")] = 0.0,
     clip: Annotated[bool, typer.Option("--clip", help="Clip the curve to [0, 1].")] = False,
     plot: Annotated[Path | None, typer.Option(help="PNG of mel + curve (a folder with several inputs).")] = None,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|mps|xpu|npu|sdaa[:N]")] = "cpu",
-    chunk_seconds: Annotated[float, typer.Option(min=2.0, help="Audio per model chunk (memory bound).")] = 60.0,
+    chunk_seconds: Annotated[float, typer.Option(min=2.0, max=3600.0,
+                                                 help="Audio per model chunk (memory bound).")] = 60.0,
     skip_existing: Annotated[bool, typer.Option(help="Skip inputs whose output exists.")] = False,
+    fail_fast: FailFast = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print what was written as JSON on stdout.")] = False,
 ) -> None:
     """Audio -> mouth-opening curve (time,mouth_opening) with a trained model."""
@@ -100,13 +108,14 @@ def infer(
     with progress(None, "infer mouth") as advance:
         results = infer_files(
             inputs, out, model, fps=fps, fmt=fmt, smooth=smooth, clip=clip, plot=plot, device=device,
-            skip_existing=skip_existing, chunk_seconds=chunk_seconds, advance=advance,
+            skip_existing=skip_existing, chunk_seconds=chunk_seconds, advance=advance, fail_fast=fail_fast,
         )  # fmt: skip
     if json_out:
         emit_json(results)
     else:
-        for r in results:
+        for r in results.ok:
             log(f"{r['input']} -> {r['output']} ({r['frames']} frames at {r['fps']:g} fps)")
+    results.raise_if_failed()
 
 
 @common_flags
@@ -136,17 +145,22 @@ def prep_unlabeled(
     src: Annotated[Path, typer.Argument(help="Folder of vocal recordings (any format libsndfile reads).")],
     out: Annotated[Path, typer.Argument(help="Output dataset folder.")],
     like: Annotated[Path | None, typer.Option(help="Labeled dataset whose mel settings to copy (recommended).")] = None,
-    min_frames: Annotated[int, typer.Option(min=1, help="Shortest usable file, in frames (one training crop).")] = 128,
-    workers: Annotated[int, typer.Option(min=1, help="Files processed in parallel.")] = 1,
+    min_frames: Annotated[int, typer.Option(min=1, max=100_000,
+                                            help="Shortest usable file, in frames (one training crop).")] = 128,
+    workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="Files processed in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Rebuild files already prepared.")] = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
 ) -> None:
     """Unlabeled vocals -> log-mel dataset for `voxtool ssl mouth`."""
-    from voxtool.console import emit_json, print_table, progress
+    from voxtool.batch import prep_progress
+    from voxtool.console import emit_json, print_table
+    from voxtool.inputs import check_dataset_out
     from voxtool.tasks.mouth.unlabeled import find_audio, prepare_unlabeled
 
+    check_dataset_out(out, [src, like])
     total = len(find_audio(src)) if src.is_dir() else None
-    with progress(total, "prep unlabeled") as advance:
+    with prep_progress(total, "prep unlabeled", out=out, unit="files",
+                       then="run the same command again to finish (prepared files are reused)") as advance:
         summary = prepare_unlabeled(src, out, like=like, min_frames=min_frames, workers=workers,
                                     overwrite=overwrite, advance=advance)  # fmt: skip
     if json_out:
@@ -190,14 +204,17 @@ def export(
     model: Annotated[str, typer.Option("--model", "-m", help="model.pt or a run folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file.")],
     sample_rate: Annotated[
-        int | None, typer.Option(help="Input rate baked into the graph (e.g. 44100; default 16000).")
+        int | None, typer.Option(min=8000, max=192_000,
+                                 help="Input rate baked into the graph (e.g. 44100; default 16000).")
     ] = None,
     check: Annotated[bool, typer.Option(help="Compare onnxruntime with torch on a test signal.")] = True,
 ) -> None:
     """Export a mouth model to ONNX: waveform (B, N) float32 -> curve (B, T)."""
     from voxtool.console import log
+    from voxtool.inputs import check_outputs, protected_paths
     from voxtool.tasks.mouth.export import export_onnx, verify_onnx
 
+    check_outputs([out], protect=protected_paths(model))
     export_onnx(model, out, sample_rate)
     msg = f"wrote {out}"
     if check:

@@ -269,19 +269,33 @@ def infer_files(
     skip_existing: bool = False,
     chunk_seconds: float = 60.0,
     advance=None,
+    fail_fast: bool = True,
 ) -> list[dict[str, Any]]:
-    """Every input (files, directories, globs) -> one curve file each; the model is loaded once."""
+    """Every input (files, directories, globs) -> one curve file each; the model is loaded once.
+
+    `fail_fast=False` goes on past a failing input (reported on stderr, an entry with "error" in the returned
+    `voxtool.batch.BatchResults`); see `voxtool.batch.run_jobs`."""
     from voxtool.audio.io import load_audio
-    from voxtool.inputs import expand_inputs
+    from voxtool.batch import BatchResults, run_jobs
+    from voxtool.inputs import check_outputs, expand_inputs, protected_paths
 
     if fps is not None and fps <= 0:
         raise BadInput(None, "--fps must be positive")
     if smooth < 0:
         raise BadInput(None, "--smooth must be >= 0 seconds")
     fmt = format_for(out, fmt)
-    jobs = expand_inputs(inputs, out, f".{fmt}", skip_existing=skip_existing)
+    model_files = protected_paths(model_path)
+    jobs = expand_inputs(inputs, out, f".{fmt}", skip_existing=skip_existing, protect=model_files)
     if not jobs:
-        return []
+        return BatchResults()
+    plots: dict[Path, Path] = {}
+    if plot is not None:
+        for job in jobs:
+            plots[job.src] = plot if len(jobs) == 1 and plot.suffix.lower() == ".png" else _plot_path(plot, job, out)
+        if len(plots) > 1 and plot.exists() and not plot.is_dir():
+            raise BadInput(plot, "--plot must be a folder with several inputs")
+        check_outputs(list(plots.values()), [j.src for j in jobs] + [j.dst for j in jobs], model_files,
+                      option="--plot")
     if str(model_path).lower().endswith(".onnx"):
         from voxtool.tasks.mouth.export import OnnxPredictor, predict_onnx
 
@@ -295,8 +309,8 @@ def infer_files(
         sr = pred.mel_cfg.sample_rate
         chunk_frames = max(100, int(chunk_seconds * pred.fps))
         run = lambda audio: predict(audio, sr, pred, chunk_frames)  # noqa: E731
-    results = []
-    for job in jobs:
+
+    def work(job) -> dict[str, Any]:
         audio = load_audio(job.src, sr=sr)
         try:
             p = run(audio)
@@ -304,23 +318,19 @@ def infer_files(
             raise BadInput(job.src, e.problem) from None
         times, values, out_fps = curve_on_grid(p, fps, smooth, clip, pred.fps)
         write_curve(job.dst, times, values, out_fps, fmt)
-        plotted = None
-        if plot is not None:
-            plotted = plot if len(jobs) == 1 and plot.suffix.lower() == ".png" else _plot_path(plot, job, out)
+        plotted = plots.get(job.src)
+        if plotted is not None:
             plot_curve(plotted, p, times, values, title=job.src.name)
-        results.append(
-            {
-                "input": str(job.src),
-                "output": str(job.dst),
-                "frames": len(values),
-                "fps": out_fps,
-                "seconds": round(p.duration, 4),
-                "plot": None if plotted is None else str(plotted),
-            }
-        )
-        if advance:
-            advance(1)
-    return results
+        return {
+            "input": str(job.src),
+            "output": str(job.dst),
+            "frames": len(values),
+            "fps": out_fps,
+            "seconds": round(p.duration, 4),
+            "plot": None if plotted is None else str(plotted),
+        }
+
+    return run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
 
 
 def _plot_path(plot_dir: Path, job, out: Path | None) -> Path:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from voxtool.options import TrainOptions, common_flags, train_command
+from voxtool.options import MAX_COUNT, MAX_SEED, MAX_WORKERS, FailFast, TrainOptions, common_flags, train_command
 from voxtool.plugins import TaskPlugin
 
 CORPUS_HELP = {
@@ -26,27 +26,34 @@ def _prep_command(corpus: str):
     def prep(
         paths: Annotated[list[Path], typer.Argument(help="Corpus folder(s) (or TSV file(s)), then the OUT folder.")],
         add: Annotated[bool, typer.Option("--add", help="Merge into an existing prepared dataset OUT.")] = False,
-        workers: Annotated[int, typer.Option(min=1, help="Utterances processed in parallel.")] = 1,
+        workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="Utterances processed in parallel.")] = 1,
         preset: Annotated[str, typer.Option(help="Preset whose [features] and [text] to use.")] = "pinyin",
         set_: Annotated[list[str] | None, typer.Option("--set", help="Override a preset field (repeatable).")] = None,
         split: Annotated[str, typer.Option(help="auto | official | speakers (seeded, speaker-disjoint).")] = "auto",
         valid_frac: Annotated[float, typer.Option(min=0, max=0.5, help="Speaker share for valid.")] = 0.05,
         test_frac: Annotated[float, typer.Option(min=0, max=0.5, help="Speaker share for test.")] = 0.05,
-        seed: Annotated[int, typer.Option(help="Seed of the speaker split.")] = 0,
-        max_seconds: Annotated[float, typer.Option(min=0, help="Skip longer utterances (0 = keep all).")] = 16.7,
-        limit: Annotated[int, typer.Option(min=0, help="Only the first N utterances per source (0 = all).")] = 0,
+        seed: Annotated[int, typer.Option(min=0, max=MAX_SEED, help="Seed of the speaker split.")] = 0,
+        max_seconds: Annotated[float, typer.Option(min=0, max=3600,
+                                                   help="Skip longer utterances (0 = keep all).")] = 16.7,
+        limit: Annotated[int, typer.Option(min=0, max=MAX_COUNT,
+                                           help="Only the first N utterances per source (0 = all).")] = 0,
         json_out: Annotated[bool, typer.Option("--json", help="Print the summary as JSON on stdout.")] = False,
     ) -> None:
-        from voxtool.console import emit_json, print_table, progress
+        from voxtool.batch import prep_progress
+        from voxtool.console import emit_json, print_table
         from voxtool.errors import BadInput
+        from voxtool.inputs import check_dataset_out
         from voxtool.presets import load_config
         from voxtool.tasks.pinyin.data import prepare
         from voxtool.tasks.pinyin.train import PinyinConfig
 
         if len(paths) < 2:
             raise BadInput(None, "give at least one corpus path and the OUT folder")
+        check_dataset_out(paths[-1], paths[:-1])
         cfg = load_config(PinyinConfig, preset, list(set_ or []), task="pinyin")
-        with progress(None, f"prep {corpus}") as advance:
+        then = ("its lists are unchanged: run the same command again" if add else
+                "it has no dataset.json yet: delete it and run again")
+        with prep_progress(None, f"prep {corpus}", out=paths[-1], unit="utterances", then=then) as advance:
             result = prepare(corpus, paths[:-1], paths[-1], feat=cfg.features, text_cfg=cfg.text,
                              stride=cfg.model.stride, add=add, workers=workers, seed=seed, split=split,
                              valid_frac=valid_frac, test_frac=test_frac, max_seconds=max_seconds, limit=limit,
@@ -69,7 +76,8 @@ def _prep_command(corpus: str):
 @train_command
 def train(
     data: Annotated[Path, typer.Argument(help="Prepared dataset (from `voxtool prep aishell|...|tsv`).")],
-    blank_loss: Annotated[float | None, typer.Option(help="Blank-loss weight (0 = off; preset default).")] = None,
+    blank_loss: Annotated[float | None, typer.Option(min=0.0, max=100.0,
+                                                     help="Blank-loss weight (0 = off; preset default).")] = None,
     *,
     opts: TrainOptions,
 ) -> None:
@@ -89,13 +97,14 @@ def transcribe(
     text: Annotated[Path | None, typer.Option(
         "--text", help="Lyrics: a text file (one input) or a folder mirroring the inputs (<stem>.txt); "
         "switches to forced alignment with per-character and per-phone times.")] = None,
-    beam: Annotated[int, typer.Option(min=1, help="Prefix beam width (1 = greedy).")] = 1,
+    beam: Annotated[int, typer.Option(min=1, max=256, help="Prefix beam width (1 = greedy).")] = 1,
     fmt: Annotated[str | None, typer.Option(
         "--format", help="csv | json | textgrid (default: from --out, else csv).")] = None,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|mps|xpu|npu|sdaa[:N]")] = "cpu",
     boundaries: Annotated[str, typer.Option(
         help="posterior (blank-free re-segmentation, default) | ctc (Viterbi CTC spans).")] = "posterior",
     skip_existing: Annotated[bool, typer.Option(help="Skip inputs whose output exists.")] = False,
+    fail_fast: FailFast = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print what was written as JSON on stdout.")] = False,
 ) -> None:
     """Speech or singing -> pinyin syllables with times (start,end,pinyin), or lyrics -> character times."""
@@ -106,12 +115,14 @@ def transcribe(
     dev = resolve_device(device).torch
     with progress(None, "transcribe pinyin") as advance:
         results = transcribe_paths(inputs, out, model, text=text, beam=beam, fmt=fmt, device=dev,
-                                   skip_existing=skip_existing, boundaries=boundaries, advance=advance)
+                                   skip_existing=skip_existing, boundaries=boundaries, advance=advance,
+                                   fail_fast=fail_fast)
     if json_out:
         emit_json(results)
     else:
-        for r in results:
+        for r in results.ok:
             log(f"{r['input']} -> {r['output']}: {r['pinyin']}")
+    results.raise_if_failed()
 
 
 @common_flags
@@ -119,8 +130,8 @@ def evaluate(
     data: Annotated[Path, typer.Argument(help="Prepared dataset.")],
     model: Annotated[str, typer.Option("--model", "-m", help="model.pt or a run folder.")],
     split: Annotated[str, typer.Option(help="test | valid | train")] = "test",
-    beam: Annotated[int, typer.Option(min=1, help="Prefix beam width (1 = greedy).")] = 1,
-    limit: Annotated[int, typer.Option(min=0, help="Only the first N utterances (0 = all).")] = 0,
+    beam: Annotated[int, typer.Option(min=1, max=256, help="Prefix beam width (1 = greedy).")] = 1,
+    limit: Annotated[int, typer.Option(min=0, max=MAX_COUNT, help="Only the first N utterances (0 = all).")] = 0,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|...")] = "cpu",
     json_out: Annotated[bool, typer.Option("--json", help="Metrics as JSON on stdout.")] = False,
 ) -> None:

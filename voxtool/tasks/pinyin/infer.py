@@ -341,24 +341,32 @@ def _lyrics_for(src: Path, inputs: list[str], text: Path, n_jobs: int) -> str:
 
 def transcribe_paths(inputs: list[str], out: Path | None, model: str | Path, *, text: Path | None = None,
                      beam: int = 1, fmt: str | None = None, device="cpu", skip_existing: bool = False,
-                     boundaries: str = "posterior", advance=None) -> list[dict]:
-    """Files / folders / globs -> one output per input (model loaded once). Returns what was written."""
-    from voxtool.inputs import expand_inputs
+                     boundaries: str = "posterior", advance=None, fail_fast: bool = True) -> list[dict]:
+    """Files / folders / globs -> one output per input (model loaded once). Returns what was written.
+
+    `fail_fast=False` goes on past a failing input (reported on stderr, an entry with "error" in the returned
+    `voxtool.batch.BatchResults`); see `voxtool.batch.run_jobs`."""
+    from voxtool.batch import run_jobs
+    from voxtool.inputs import expand_inputs, protected_paths
 
     fmt_name = format_for(Path(out) if out is not None else Path("x.csv"), fmt)
     ext = {"csv": ".csv", "json": ".json", "textgrid": ".TextGrid"}[fmt_name]
-    jobs = expand_inputs(inputs, out, ext, skip_existing=skip_existing)
+    jobs = expand_inputs(inputs, out, ext, skip_existing=skip_existing, protect=protected_paths(model, text))
+    if text is not None:  # problems common to every input: before the model loads, not once per file
+        if not Path(text).exists():
+            raise BadInput(text, "lyrics file or folder not found")
+        if Path(text).is_file() and len(jobs) > 1:
+            raise BadInput(text, "one lyrics file for several inputs; give a folder mirroring the inputs")
     lm = load_model(model, device)
-    results = []
-    for job in jobs:
+
+    def work(job) -> dict:
         lyrics = _lyrics_for(job.src, [str(i) for i in inputs], Path(text), len(jobs)) if text else None
         tr = transcribe_file(job.src, lm, beam=beam, lyrics=lyrics, boundaries=boundaries)
         write_transcript(tr, job.dst, fmt_name, job.src)
-        results.append({"input": str(job.src), "output": str(job.dst), "pinyin": tr.pinyin,
-                        "segments": len(tr.segments), "aligned": tr.aligned})
-        if advance:
-            advance(1)
-    return results
+        return {"input": str(job.src), "output": str(job.dst), "pinyin": tr.pinyin,
+                "segments": len(tr.segments), "aligned": tr.aligned}
+
+    return run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
 
 
 def evaluate_dataset(model: str | Path, data: Path, split: str = "test", beam: int = 1, limit: int = 0,

@@ -9,7 +9,15 @@ from typing import Annotated
 
 import typer
 
-from voxtool.options import TrainOptions, common_flags, train_command
+from voxtool.options import (
+    MAX_BATCH,
+    MAX_SEED,
+    MAX_STEPS,
+    FailFast,
+    TrainOptions,
+    common_flags,
+    train_command,
+)
 from voxtool.plugins import TaskPlugin
 
 ORIGINAL = "Original training-script options (mapped onto the preset)"
@@ -18,10 +26,13 @@ ORIGINAL = "Original training-script options (mapped onto the preset)"
 
 def _run_prep(kind: str, root: Path, out: Path, test_list: Path | None, test_fraction: float, seed: int,
               label_hop_ms: float | None, json_out: bool) -> None:
-    from voxtool.console import emit_json, log, print_table, progress
+    from voxtool.batch import prep_progress
+    from voxtool.console import emit_json, log, print_table
     from voxtool.errors import BadInput
+    from voxtool.inputs import check_dataset_out
     from voxtool.tasks.rmvpe import data
 
+    check_dataset_out(out, [root, test_list])
     if out.exists() and any(out.iterdir()) and not (out / "dataset.json").is_file():
         raise BadInput(out, "output folder exists and is not an rmvpe dataset; choose an empty folder")
     sources = data.mir1k_sources(root) if kind == "mir1k" else data.pitch_sources(root)
@@ -32,7 +43,9 @@ def _run_prep(kind: str, root: Path, out: Path, test_list: Path | None, test_fra
         names = {Path(line.strip()).stem for line in test_list.read_text().splitlines() if line.strip()}
         names |= {Path(line.strip()).name for line in test_list.read_text().splitlines() if line.strip()}
     data.split_sources(sources, names, test_fraction, seed)
-    with progress(len(sources), f"prep {kind}") as advance:
+    then = "run it again into an empty folder" if not (out / "dataset.json").is_file() else "run it again"
+    with prep_progress(len(sources), f"prep {kind}", out=out, unit="items",
+                       then=f"{out} is unfinished (no new dataset.json): {then}") as advance:
         report = data.write_dataset(sources, out, label_hop_ms / 1000 if label_hop_ms else None, kind, advance)
     if json_out:
         emit_json({"out": str(out), "items": report.written,
@@ -55,7 +68,7 @@ def _reason_counts(skipped: list[tuple[str, str]]) -> list[list]:
 SplitList = Annotated[Path | None, typer.Option("--test-list", help="File of clip names for the test split.")]
 SplitFraction = Annotated[float, typer.Option("--test-fraction", min=0.0, max=0.9,
                                               help="Seeded test fraction (grouped by singer) without --test-list.")]
-Seed = Annotated[int, typer.Option("--seed", help="Seed of the split.")]
+Seed = Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the split.")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
 
 @common_flags
@@ -65,7 +78,8 @@ def prep_mir1k(
     test_list: SplitList = None,
     test_fraction: SplitFraction = 0.1,
     seed: Seed = 0,
-    label_hop_ms: Annotated[float, typer.Option("--label-hop-ms", help="Hop of the .pv labels.")] = 20.0,
+    label_hop_ms: Annotated[float, typer.Option("--label-hop-ms", min=0.1, max=1000.0,
+                                                help="Hop of the .pv labels.")] = 20.0,
     json_out: JsonOut = False,
 ) -> None:
     """MIR-1K -> prepared pitch dataset (voice and accompaniment kept apart, f0 in Hz at 10 ms)."""
@@ -79,7 +93,7 @@ def prep_pitch(
     test_fraction: SplitFraction = 0.1,
     seed: Seed = 0,
     label_hop_ms: Annotated[float | None, typer.Option(
-        "--label-hop-ms", help="Hop of value-only labels (.pv/.f0/.npy); default: 10 or 20 ms from the audio length.")
+        "--label-hop-ms", min=0.1, max=1000.0, help="Hop of value-only labels (.pv/.f0/.npy); default: 10 or 20 ms from the audio length.")
     ] = None,
     json_out: JsonOut = False,
 ) -> None:
@@ -122,19 +136,26 @@ def _opt(*names: str, help: str, **kw):
 def train(
     data: Annotated[Path, typer.Argument(help="Prepared dataset (voxtool prep mir1k/pitch).")],
     logdir: Annotated[Path | None, _opt("--logdir", help="Run folder (= --runs-dir PARENT --exp NAME).")] = None,
-    hop_length: Annotated[int | None, _opt("--hop-length", help="Mel hop in samples (160).", min=1)] = None,
-    learning_rate: Annotated[float | None, _opt("--learning-rate", help="Adam lr (5e-4).")] = None,
-    batch_size: Annotated[int | None, _opt("--batch-size", help="Crops per rank (32).", min=1)] = None,
+    hop_length: Annotated[int | None, _opt("--hop-length", help="Mel hop in samples (160).", min=1,
+                                                                max=8192)] = None,
+    learning_rate: Annotated[float | None, _opt("--learning-rate", help="Adam lr (5e-4).", min=0.0,
+                                                                        max=10.0)] = None,
+    batch_size: Annotated[int | None, _opt("--batch-size", help="Crops per rank (32).", min=1,
+                                                               max=MAX_BATCH)] = None,
     validation_interval: Annotated[int | None, _opt("--validation-interval", help="Steps between validations.",
-                                                       min=1)] = None,
-    clip_grad_norm: Annotated[float | None, _opt("--clip-grad-norm", help="Max grad norm (3).")] = None,
-    iterations: Annotated[int | None, _opt("--iterations", help="Alias of --steps.", min=1)] = None,
+                                                       min=1, max=MAX_STEPS)] = None,
+    clip_grad_norm: Annotated[float | None, _opt("--clip-grad-norm", help="Max grad norm (3).", min=0.0,
+                                                                        max=1e6)] = None,
+    iterations: Annotated[int | None, _opt("--iterations", help="Alias of --steps.", min=1,
+                                                              max=MAX_STEPS)] = None,
     decay_steps: Annotated[int | None, _opt("--learning-rate-decay-steps", help="StepLR period (2000).",
-                                               min=1)] = None,
-    decay_rate: Annotated[float | None, _opt("--learning-rate-decay-rate", help="StepLR factor (0.98).")] = None,
+                                               min=1, max=MAX_STEPS)] = None,
+    decay_rate: Annotated[float | None, _opt("--learning-rate-decay-rate", help="StepLR factor (0.98).",
+                                                                       min=0.0, max=1.0)] = None,
     resume_iteration: Annotated[int | None, _opt("--resume-iteration",
                                                     help="Resume the run (from its last.pt, which restores "
-                                                         "optimiser and schedule).", min=0)] = None,
+                                                         "optimiser and schedule).", min=0,
+                                                    max=MAX_STEPS)] = None,
     model_name: Annotated[str | None, _opt("--model-name", help="E2E0 (the only published model).")] = None,
     init: Annotated[Path | None, typer.Option("--init", help="Fine-tune from a checkpoint (rmvpe.pt, model.pt).")
                     ] = None,
@@ -178,35 +199,36 @@ def infer(
     model: ModelOpt,
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (one input) or folder.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="csv | npy | json")] = "csv",
-    hop_ms: Annotated[float | None, typer.Option("--hop-ms", min=0.1,
+    hop_ms: Annotated[float | None, typer.Option("--hop-ms", min=0.1, max=1000.0,
                                                     help="Resample the track to this hop (log-f0, voiced spans).")
                       ] = None,
     confidence: Annotated[bool, typer.Option("--confidence", help="Add the peak salience column.")] = False,
     threshold: Threshold = None,
     decoder: Annotated[str, typer.Option("--decoder", help="local (9-bin average around the argmax) | viterbi "
                                                             "(around a smooth path; torch models)")] = "local",
-    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1,
+    batch_size: Annotated[int | None, typer.Option("--batch-size", min=1, max=256,
                                                    help="Chunks per forward pass [model's preset, else 2].")] = None,
     chunk_frames: Annotated[int | None, typer.Option(
-        "--chunk-frames", min=0, help="Frames per chunk (10 ms each); 0 = whole file [model's preset, else 2048].")
+        "--chunk-frames", min=0, max=360_000, help="Frames per chunk (10 ms each); 0 = whole file [model's preset, else 2048].")
     ] = None,
     context_frames: Annotated[int | None, typer.Option(
-        "--context-frames", min=0, help="Overlap frames on each side of a chunk [model's preset, else 256].")
+        "--context-frames", min=0, max=10_000, help="Overlap frames on each side of a chunk [model's preset, else 256].")
     ] = None,
     device: Device = "auto",
     precision: Annotated[str, typer.Option("--precision", help="32 | 16 | bf16 (accelerators).")] = "32",
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
+    fail_fast: FailFast = False,
     json_out: JsonOut = False,
 ) -> None:
     """Vocal pitch (f0) of audio files: time,f0 at 10 ms (0 = unvoiced)."""
     from voxtool.console import emit_json, log, print_table, progress
     from voxtool.errors import BadInput
-    from voxtool.inputs import expand_inputs
+    from voxtool.inputs import expand_inputs, protected_paths
     from voxtool.tasks.rmvpe.infer import FORMATS, load_pitch_model, predict_from_files_to_files
 
     if fmt not in FORMATS:
         raise BadInput(None, f"--format {fmt}: choose {', '.join(FORMATS)}")
-    jobs = expand_inputs(inputs, out, "." + fmt, skip_existing=skip_existing)
+    jobs = expand_inputs(inputs, out, "." + fmt, skip_existing=skip_existing, protect=protected_paths(model))
     if not jobs:
         log("nothing to do (every output exists)")
         return
@@ -216,13 +238,14 @@ def infer(
         summary = predict_from_files_to_files(
             jobs, pitch_model, fmt=fmt, hop_ms=hop_ms, with_confidence=confidence, on_done=advance,
             threshold=threshold, chunk_frames=chunk_frames, context_frames=context_frames, batch_size=batch_size,
-            decoder=decoder,
+            decoder=decoder, fail_fast=fail_fast, out=out,
         )
     if json_out:
         emit_json(summary)
-    else:
+    elif summary.ok:
         print_table("infer rmvpe", ["output", "frames", "voiced", "median f0"],
-                    [[s["output"], s["frames"], s["voiced"], s["median_f0"]] for s in summary])
+                    [[s["output"], s["frames"], s["voiced"], s["median_f0"]] for s in summary.ok])
+    summary.raise_if_failed()
 
 # ------------------------------------------------------------------------------------------------- eval
 
@@ -260,15 +283,17 @@ def evaluate(
 def export(
     model: ModelOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file.")],
-    opset: Annotated[int, typer.Option("--opset", min=13, help="ONNX opset.")] = 17,
+    opset: Annotated[int, typer.Option("--opset", min=13, max=20, help="ONNX opset (13-20).")] = 17,
     threshold: Threshold = None,
     check: Annotated[bool, typer.Option("--check/--no-check", help="Compare onnxruntime with torch.")] = True,
 ) -> None:
     """ONNX graph: waveform [B, N] (16 kHz) + threshold -> f0, confidence, voiced [B, frames] (STFT inside)."""
     from voxtool.console import log
+    from voxtool.inputs import check_outputs, protected_paths
     from voxtool.tasks.rmvpe.export import export_onnx, parity_check
     from voxtool.tasks.rmvpe.infer import load_pitch_model
 
+    check_outputs([out], protect=protected_paths(model))
     pitch_model = load_pitch_model(model, device="cpu")
     if not hasattr(pitch_model, "net"):
         from voxtool.errors import BadInput

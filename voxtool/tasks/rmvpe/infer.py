@@ -330,25 +330,29 @@ def predict_from_files_to_files(
     hop_ms: float | None = None,
     with_confidence: bool = False,
     on_done=None,
+    fail_fast: bool = True,
+    out: Path | None = None,
     **kwargs,
 ) -> list[dict]:
-    """Run every ``Job(src, dst)`` with one loaded model; returns one summary dict per file."""
-    summary = []
-    for job in jobs:
+    """Run every ``Job(src, dst)`` with one loaded model; returns one summary dict per file.
+
+    ``fail_fast=False`` goes on past a failing input (reported on stderr, an entry with "error" in the returned
+    ``voxtool.batch.BatchResults``); ``out`` only names the destination when the batch is interrupted."""
+    from voxtool.batch import run_jobs
+
+    def work(job) -> dict:
         track = predict_from_file(job.src, model, **kwargs)
         if hop_ms:
             track = track.resampled(hop_ms / 1000.0)
         write_track(job.dst, track, fmt, with_confidence)
         voiced = track.f0 > 0
-        summary.append(
-            {
-                "input": str(job.src),
-                "output": str(job.dst),
-                "frames": int(len(track.f0)),
-                "voiced": round(float(voiced.mean()) if len(voiced) else 0.0, 4),
-                "median_f0": round(float(np.median(track.f0[voiced])) if voiced.any() else 0.0, 2),
-            }
-        )
-        if on_done:
-            on_done()
-    return summary
+        return {
+            "input": str(job.src),
+            "output": str(job.dst),
+            "frames": int(len(track.f0)),
+            "voiced": round(float(voiced.mean()) if len(voiced) else 0.0, 4),
+            "median_f0": round(float(np.median(track.f0[voiced])) if voiced.any() else 0.0, 2),
+        }
+
+    advance = (lambda n=1: on_done()) if on_done else None
+    return run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
