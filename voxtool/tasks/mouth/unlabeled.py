@@ -164,8 +164,13 @@ def prepare_unlabeled(
     else:
         with ThreadPoolExecutor(max_workers=workers) as pool:
             futures = [pool.submit(_process, p, rel, out, mel_cfg, min_frames, overwrite) for p, rel in jobs]
-            for fut in as_completed(futures):
-                collect(*fut.result())
+            try:
+                for fut in as_completed(futures):
+                    collect(*fut.result())
+            except BaseException:  # Ctrl-C: stop now instead of finishing every queued file first
+                for f in futures:
+                    f.cancel()
+                raise
     good = [rel for _, rel in jobs if rel in results]
     if not good:
         raise BadInput(out, f"no usable files ({len(bad)} skipped; first: {bad[0][0]}: {bad[0][1]})")
