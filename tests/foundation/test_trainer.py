@@ -29,9 +29,10 @@ def weights(trainer):
 
 @pytest.mark.parametrize("optimizer", ["adamw", "schedulefree"])
 def test_resume_is_exact(toy_on_path, tmp_path, optimizer):
-    straight = make(toy_on_path, tmp_path / "a", optimizer=optimizer, ema_decay=0.9, schedule="cosine", warmup_steps=3)
+    schedule = "constant" if optimizer == "schedulefree" else "cosine"  # schedule-free has its own
+    straight = make(toy_on_path, tmp_path / "a", optimizer=optimizer, ema_decay=0.9, schedule=schedule, warmup_steps=3)
     straight.fit()
-    first = make(toy_on_path, tmp_path / "b", optimizer=optimizer, ema_decay=0.9, schedule="cosine", warmup_steps=3)
+    first = make(toy_on_path, tmp_path / "b", optimizer=optimizer, ema_decay=0.9, schedule=schedule, warmup_steps=3)
 
     def interrupt_at_11(ctx):  # what the SIGINT handler does when Ctrl-C arrives during step 11
         if ctx.step + 1 == 11:
@@ -41,7 +42,7 @@ def test_resume_is_exact(toy_on_path, tmp_path, optimizer):
     with pytest.raises(Interrupted):
         first.fit()
     assert load_torch(tmp_path / "b" / "last.pt")["step"] == 11
-    resumed = make(toy_on_path, tmp_path / "b", optimizer=optimizer, ema_decay=0.9, schedule="cosine",
+    resumed = make(toy_on_path, tmp_path / "b", optimizer=optimizer, ema_decay=0.9, schedule=schedule,
                    warmup_steps=3)
     resumed.fit(resume=True)
     assert resumed.step == 24
@@ -100,3 +101,13 @@ def test_lr_schedules():
     assert lr_factor(cfg, 0) == pytest.approx(0.1) and lr_factor(cfg, 9) == pytest.approx(1.0)
     assert lr_factor(cfg, 10) == pytest.approx(1.0) and lr_factor(cfg, 100) == pytest.approx(0.1)
     assert lr_factor(TrainConfig(schedule="constant"), 500) == 1.0
+
+
+def test_schedule_free_refuses_a_schedule_it_would_ignore():
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match="ignored by the schedule-free optimiser"):
+        TrainConfig(optimizer="schedulefree", schedule="cosine")
+    with pytest.raises(ValidationError, match="optimizers.d.schedule = 'step' is ignored"):
+        TrainConfig(schedule="step", optimizers={"d": {"optimizer": "schedulefree"}})
+    assert TrainConfig(optimizer="schedulefree", warmup_steps=10).schedule == "constant"

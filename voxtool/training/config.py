@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from voxtool.presets import StrictModel
 
@@ -73,6 +73,17 @@ class TrainConfig(StrictModel):
     find_unused_parameters: bool = Field(False, description="DDP: allow parameters without a gradient in a step "
                                                             "(switched on by itself when `freeze` is used)")
     prefetch: bool = Field(True, description="build the next step's batch in a background thread")
+
+    @model_validator(mode="after")
+    def _schedule_free_has_no_schedule(self) -> TrainConfig:
+        # schedule-free optimisers replace the schedule (only warmup_steps applies); refuse one that would be ignored
+        for name in ["", *self.optimizers]:
+            own = self.for_optimizer(name) if name else self
+            if own.optimizer == "schedulefree" and own.schedule != "constant":
+                where = f"optimizers.{name}." if name else ""
+                raise ValueError(f"{where}schedule = '{own.schedule}' is ignored by the schedule-free optimiser; "
+                                 "use schedule = 'constant' (warmup_steps still applies)")
+        return self
 
     def for_optimizer(self, name: str) -> TrainConfig:
         """This config with `[train.optimizers.NAME]` applied: what optimiser `name` trains with."""
