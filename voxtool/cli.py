@@ -329,7 +329,10 @@ def main(argv: list[str] | None = None) -> int:
         console.interrupted_line()
         return 130
     except BrokenPipeError:  # e.g. `voxtool ... --json | head`: stop quietly
-        sys.stdout = sys.stderr = open(os.devnull, "w")  # noqa: SIM115 - interpreter shutdown must not flush
+        try:  # the interpreter's final flush of stdout must not fail again
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError):
+            pass
         return 1
     except Exception as e:  # anything unexpected: one line, traceback only with --debug
         kind = _click_kind(e)

@@ -390,3 +390,17 @@ def test_ctrl_c_anywhere_is_one_line_and_130(capsys, monkeypatch):
     monkeypatch.setattr(cli, "doctor", doctor)
     code, err, _ = run(capsys, "doctor")
     assert code == 130 and err == ["interrupted"]
+
+
+def test_plot_paths_are_checked_too(tmp_path, capsys):
+    wav = tone(tmp_path / "song.wav")
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"precious")
+    for plot in (model, wav):  # not a .png: a folder would be needed, and these are files
+        code, err, _ = run(capsys, "infer", "mouth", wav, "--model", model, "--out", tmp_path / "c.csv", "--plot", plot)
+        assert code == 2 and err == [f"error: {plot}: --plot must be a folder (or, with one input, a .png file)"]
+    png = tmp_path / "model.png"
+    png.write_bytes(b"an input image")
+    code, err, _ = run(capsys, "infer", "mouth", wav, png, "--model", model, "--out", tmp_path / "o", "--plot", png)
+    assert code == 2 and "--plot must be a folder" in err[0]
+    assert model.read_bytes() == b"precious" and not (tmp_path / "c.csv").exists()

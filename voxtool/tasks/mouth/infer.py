@@ -290,10 +290,11 @@ def infer_files(
         return BatchResults()
     plots: dict[Path, Path] = {}
     if plot is not None:
+        one_png = len(jobs) == 1 and plot.suffix.lower() == ".png"
+        if not one_png and plot.exists() and not plot.is_dir():
+            raise BadInput(plot, "--plot must be a folder (or, with one input, a .png file)")
         for job in jobs:
-            plots[job.src] = plot if len(jobs) == 1 and plot.suffix.lower() == ".png" else _plot_path(plot, job, out)
-        if len(plots) > 1 and plot.exists() and not plot.is_dir():
-            raise BadInput(plot, "--plot must be a folder with several inputs")
+            plots[job.src] = plot if one_png else _plot_path(plot, job, out)
         check_outputs(list(plots.values()), [j.src for j in jobs] + [j.dst for j in jobs], model_files,
                       option="--plot")
     if str(model_path).lower().endswith(".onnx"):
