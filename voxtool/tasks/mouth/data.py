@@ -457,9 +457,12 @@ def prepare_lipsync(
     advance: Callable[..., None] | None = None,
 ) -> PrepSummary:
     """Prepare a LipsSync folder into `out`. `valid_list` defaults to `src_dir/valid.txt` when it exists."""
+    from voxtool.fileio import check_output_dir, ensure_output_dir
+
     src_dir, out = Path(src_dir), Path(out)
     if target not in TARGETS:
         raise BadInput(None, f"unknown --target '{target}' (choose from {', '.join(TARGETS)})")
+    check_output_dir(out)
     if not src_dir.is_dir():
         raise BadInput(src_dir, "not a directory")
     takes, problems, layout = find_takes(src_dir)
@@ -502,6 +505,7 @@ def prepare_lipsync(
 
     import torch
 
+    ensure_output_dir(out)  # also removes temporary files that killed runs left behind
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one STFT per take is too small for intra-op threads: parallelism is across takes
     try:
@@ -593,10 +597,27 @@ class MouthDataset:
             raise BadInput(self.root, "not a prepared mouth dataset (no dataset.json); run `voxtool prep lipsync`")
         try:
             self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except ValueError as e:
+        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
             raise BadInput(meta_path, f"invalid JSON ({e})") from None
-        if self.meta.get("format") != DATASET_FORMAT:
-            raise BadInput(meta_path, f"not a mouth dataset (format {self.meta.get('format')!r})")
+        if not isinstance(self.meta, dict) or self.meta.get("format") != DATASET_FORMAT:
+            fmt = self.meta.get("format") if isinstance(self.meta, dict) else None
+            raise BadInput(meta_path, f"not a mouth dataset (format {fmt!r})")
+        self._check_meta(meta_path)
+
+    def _check_meta(self, meta_path: Path) -> None:
+        """The fields training and evaluation read: valid mel settings and, when labeled, a 2-number norm_range."""
+        from voxtool.audio.mel import MelConfig
+
+        try:
+            self.mel_cfg = MelConfig.model_validate(self.meta.get("mel"))
+        except Exception as e:  # pydantic.ValidationError
+            raise BadInput(meta_path, f"no valid 'mel' settings ({str(e).splitlines()[0][:100]})") from None
+        if self.kind == "lipsync":
+            rng = self.meta.get("norm_range")
+            if not (isinstance(rng, list) and len(rng) == 2 and all(isinstance(v, (int, float)) for v in rng)):
+                raise BadInput(meta_path, f"'norm_range' must be two numbers, not {rng!r}")
+        if not isinstance(self.meta.get("speakers", {}), dict) or not isinstance(self.meta.get("items", {}), dict):
+            raise BadInput(meta_path, "'speakers' and 'items' must be tables")
 
     @property
     def kind(self) -> str:
@@ -636,11 +657,41 @@ class MouthDataset:
             path = self.root / rel
             if not path.is_file():
                 raise BadInput(path, f"listed in {split}.txt but missing; re-run prep")
-            with np.load(path) as z:
-                mel = z["mel"].astype(np.float32)
-                curve = z["curve"].astype(np.float32) if "curve" in z else None
-            items.append(Item(rel, mel, curve, spk.get(info.get(rel, {}).get("speaker", ""), 0)))
+            mel, curve = self.read_item(path)
+            entry = info.get(rel, {})
+            items.append(Item(rel, mel, curve, spk.get(entry.get("speaker", "") if isinstance(entry, dict) else "", 0)))
         return items
+
+    def read_item(self, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+        """One `.npz` -> (mel (T, n_mels) float32, curve (T,) float32 or None when unlabeled), checked against the
+        dataset's settings; a corrupt, incomplete or wrongly shaped item is a BadInput naming the file."""
+        labeled = self.kind == "lipsync"
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                for key in ("mel", "curve") if labeled else ("mel",):
+                    if key not in z.files:
+                        raise BadInput(path, f"dataset item lacks the '{key}' array; re-run prep")
+                mel = z["mel"]
+                curve = z["curve"] if "curve" in z.files else None
+        except BadInput:
+            raise
+        except Exception as e:  # BadZipFile, EOFError, OSError, ValueError (object arrays), zlib.error, ...
+            text = str(e).strip()
+            raise BadInput(path, f"unreadable dataset item ({text.splitlines()[0][:80] if text else type(e).__name__})"
+                           ) from None
+        n_mels = self.mel_cfg.n_mels
+        if mel.ndim != 2 or mel.shape[1] != n_mels or mel.shape[0] == 0 or not np.issubdtype(mel.dtype, np.floating):
+            raise BadInput(path, f"'mel' has shape {mel.shape} and dtype {mel.dtype}; (frames, {n_mels}) floats expected")
+        mel = mel.astype(np.float32)
+        if not np.isfinite(mel).all():
+            raise BadInput(path, "'mel' holds NaN or infinite values")
+        if curve is not None:
+            if curve.shape != (mel.shape[0],) or not np.issubdtype(curve.dtype, np.number):
+                raise BadInput(path, f"'curve' has shape {curve.shape}; ({mel.shape[0]},) expected, one value per mel frame")
+            curve = curve.astype(np.float32)
+            if not np.isfinite(curve).all():
+                raise BadInput(path, "'curve' holds NaN or infinite values")
+        return mel, curve
 
 
 # --------------------------------------------------------------------------------------------- training crops

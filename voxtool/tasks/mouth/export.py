@@ -177,14 +177,21 @@ class OnnxPredictor:
         try:
             self.session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
         except Exception as e:
-            raise BadInput(path, f"cannot load ONNX model ({str(e).splitlines()[0][:160]})") from None
+            raise BadInput(path, f"cannot load ONNX model ({(str(e).strip().splitlines() or [type(e).__name__])[0][:160]})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
         if meta.get("voxtool.task") != "mouth":
             raise BadInput(path, "not a voxtool mouth ONNX model (no voxtool.task=mouth metadata)")
-        self.sample_rate = int(meta["voxtool.sample_rate"])
-        self.mel_cfg = MelConfig.model_validate(json.loads(meta["voxtool.mel"]))
-        self.fps = float(meta["voxtool.fps"])
-        self.value_range = json.loads(meta["voxtool.value_range"])
+        try:
+            self.sample_rate = int(meta["voxtool.sample_rate"])
+            self.mel_cfg = MelConfig.model_validate(json.loads(meta["voxtool.mel"]))
+            self.fps = float(meta["voxtool.fps"])
+            self.value_range = [float(v) for v in json.loads(meta["voxtool.value_range"])]
+        except Exception as e:  # KeyError, JSONDecodeError, ValidationError, ValueError
+            from voxtool.tasks.mouth.infer import first_line
+
+            raise BadInput(path, f"garbled voxtool metadata in the ONNX model ({first_line(e)})") from None
+        if self.sample_rate <= 0 or len(self.value_range) != 2:
+            raise BadInput(path, "garbled voxtool metadata in the ONNX model (sample rate or value range)")
 
     def run(self, waveform: np.ndarray) -> np.ndarray:
         """(N,) float32 at self.sample_rate -> (T,) curve."""

@@ -129,11 +129,12 @@ def prepare_unlabeled(
 ) -> UnlabeledSummary:
     """Prepare every audio file under `src_dir` into `out` (see the module docstring)."""
     from voxtool import __version__
-    from voxtool.fileio import write_text_atomic
+    from voxtool.fileio import check_output_dir, ensure_output_dir, write_text_atomic
 
     src_dir, out = Path(src_dir), Path(out)
     if not src_dir.is_dir():
         raise BadInput(src_dir, "not a directory")
+    check_output_dir(out)
     mel_cfg = mel_settings_like(like)
     files = find_audio(src_dir)
     if not files:
@@ -149,6 +150,7 @@ def prepare_unlabeled(
     results: dict[str, dict] = {}
     bad: list[tuple[str, str]] = []
     jobs = [(p, p.relative_to(src_dir).as_posix()) for p in files]
+    ensure_output_dir(out)  # also removes temporary files that killed runs left behind
 
     def collect(rel, meta, reason):
         if reason is None:

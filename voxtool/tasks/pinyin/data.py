@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from voxtool.errors import BadInput
-from voxtool.fileio import atomic_write, write_text_atomic
+from voxtool.fileio import atomic_write, check_output_dir, ensure_output_dir, write_text_atomic
 from voxtool.tasks.pinyin.config import FeatureConfig, TextConfig
 from voxtool.tasks.pinyin.corpora import OFFICIAL_SPLIT, Utterance, read_corpus
 from voxtool.tasks.pinyin.decode import min_frames
@@ -172,6 +172,7 @@ def prepare(corpus: str, sources: list[Path], out: Path, *, feat: FeatureConfig,
     """Read `sources` of one corpus format, write/extend the dataset at `out`; returns counts for the table."""
     out = Path(out)
     meta_path = out / "dataset.json"
+    check_output_dir(out)
     if meta_path.exists():
         if not add:
             raise BadInput(out, "already a prepared dataset (use --add to merge more data into it)")
@@ -214,6 +215,7 @@ def prepare(corpus: str, sources: list[Path], out: Path, *, feat: FeatureConfig,
         job_splits.append((sp, rel, u, src_key))
 
     args = [(j, feat, text_cfg, stride, max_seconds) for j in jobs]
+    ensure_output_dir(out)  # also removes temporary files that killed runs left behind
     if workers > 1 and len(jobs) > 1:
         import multiprocessing as mp
 
@@ -275,10 +277,21 @@ def read_header(root: Path) -> dict:
         raise BadInput(root, "not a prepared pinyin dataset (no dataset.json; run `voxtool prep ...` first)")
     try:
         header = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as e:
+    except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise BadInput(path, f"not valid JSON ({e})") from None
-    if header.get("format") != DATASET_FORMAT:
-        raise BadInput(path, f"not a pinyin dataset (format {header.get('format')!r})")
+    if not isinstance(header, dict) or header.get("format") != DATASET_FORMAT:
+        fmt = header.get("format") if isinstance(header, dict) else None
+        raise BadInput(path, f"not a pinyin dataset (format {fmt!r})")
+    try:
+        from voxtool.audio.mel import MelConfig
+
+        MelConfig.model_validate(header["features"]["mel"])
+        Vocab.from_dict(header["vocab"])
+    except Exception as e:  # KeyError, pydantic.ValidationError, a garbled vocab
+        text = str(e).strip().splitlines()
+        raise BadInput(path, f"garbled dataset header ({type(e).__name__}: {text[0][:100] if text else ''})") from None
+    if not isinstance(header.get("text", {}), dict) or not isinstance(header.get("sources", []), list):
+        raise BadInput(path, "garbled dataset header ('text' must be a table and 'sources' a list)")
     return header
 
 
@@ -303,13 +316,36 @@ class Item:
     speaker: str
 
 
-def load_item(path: Path) -> Item:
+ITEM_KEYS = ("mel", "tokens", "text", "pinyin", "speaker")
+
+
+def load_item(path: Path, n_mels: int | None = None, n_tokens: int | None = None) -> Item:
+    """One `.npz` -> Item; a missing, corrupt or wrongly shaped item (mel not (n_mels, T), tokens not 1-D integers
+    in [0, n_tokens)) is a BadInput naming the file."""
+    if not Path(path).is_file():
+        raise BadInput(path, "listed in the split but missing; re-run prep")
     try:
         with np.load(path, allow_pickle=False) as z:
-            return Item(z["mel"], z["tokens"].astype(np.int64), str(z["text"]),
-                        str(z["pinyin"]), str(z["speaker"]))
-    except (OSError, KeyError, ValueError) as e:
-        raise BadInput(path, f"unreadable dataset item ({e})") from None
+            missing = [k for k in ITEM_KEYS if k not in z.files]
+            if missing:
+                raise BadInput(path, f"dataset item lacks the '{missing[0]}' array; re-run prep")
+            mel, tokens = z["mel"], z["tokens"]
+            text, pinyin, speaker = str(z["text"]), str(z["pinyin"]), str(z["speaker"])
+    except BadInput:
+        raise
+    except Exception as e:  # BadZipFile, EOFError, OSError, ValueError (object arrays), zlib.error, ...
+        msg = str(e).strip().splitlines()
+        raise BadInput(path, f"unreadable dataset item ({msg[0][:80] if msg else type(e).__name__})") from None
+    if mel.ndim != 2 or mel.shape[1] == 0 or not np.issubdtype(mel.dtype, np.floating) or (
+            n_mels is not None and mel.shape[0] != n_mels):
+        want = f"({n_mels if n_mels is not None else 'n_mels'}, frames)"
+        raise BadInput(path, f"'mel' has shape {mel.shape} and dtype {mel.dtype}; {want} floats expected")
+    if tokens.ndim != 1 or len(tokens) == 0 or not np.issubdtype(tokens.dtype, np.integer):
+        raise BadInput(path, f"'tokens' has shape {tokens.shape} and dtype {tokens.dtype}; 1-D integers expected")
+    tokens = tokens.astype(np.int64)
+    if n_tokens is not None and (tokens.min() < 0 or tokens.max() >= n_tokens):
+        raise BadInput(path, f"'tokens' holds ids outside the inventory [0, {n_tokens})")
+    return Item(mel, tokens, text, pinyin, speaker)
 
 
 class PinyinDataset:
@@ -321,6 +357,7 @@ class PinyinDataset:
         self.vocab = Vocab.from_dict(self.header["vocab"])
         if self.vocab.tokens != Vocab().tokens:
             raise BadInput(self.root, f"token inventory {self.vocab.version} differs from this voxtool's")
+        self.n_mels = int(self.header["features"]["mel"]["n_mels"])
         self.split = split
         self.entries = read_list(self.root, split)
         self._cache: dict[int, Item] = {}
@@ -332,7 +369,7 @@ class PinyinDataset:
     def __getitem__(self, i: int) -> Item:
         item = self._cache.get(i)
         if item is None:
-            item = load_item(self.root / self.entries[i])
+            item = load_item(self.root / self.entries[i], self.n_mels, len(self.vocab.tokens))
             if len(self._cache) < self.cache_items:
                 self._cache[i] = item
         return item

@@ -68,24 +68,29 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     """A model.pt (or run folder) of task pinyin -> model in eval mode on `device`."""
     from voxtool.audio.mel import LogMel
     from voxtool.tasks.pinyin.train import PinyinConfig, build_model
-    from voxtool.training.modelfile import load_model_file
+    from voxtool.training.modelfile import load_model_file, load_weights
 
     mf = load_model_file(path, task="pinyin")
     try:
         cfg = PinyinConfig.model_validate(mf.config)
         vocab = Vocab.from_dict(mf.meta["vocab"]) if "vocab" in mf.meta else Vocab()
     except Exception as e:  # pydantic.ValidationError or a garbled vocab
-        raise BadInput(mf.path, f"model config is not a pinyin config ({str(e).splitlines()[0]})") from None
+        raise BadInput(mf.path, f"model config is not a pinyin config ({_first_line(e)})") from None
     if vocab.tokens != Vocab().tokens:
         raise BadInput(mf.path, f"token inventory {vocab.version} is not this voxtool's")
-    model = build_model(cfg, vocab)
     try:
-        model.load_state_dict(mf.state_dict)
-    except RuntimeError as e:
-        raise BadInput(mf.path, f"weights do not match the config ({str(e).splitlines()[0]})") from None
+        model = build_model(cfg, vocab)
+    except Exception as e:  # sizes that build no network
+        raise BadInput(mf.path, f"model config builds no network ({_first_line(e)})") from None
+    load_weights(model, mf.state_dict, mf.path)
     device = torch.device(device)
     model.to(device).eval()
     return LoadedModel(model, vocab, cfg, device, LogMel(cfg.features.mel).to(device))
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:120]}" if text else type(e).__name__
 
 
 @torch.no_grad()

@@ -29,10 +29,12 @@ def _run_prep(kind: str, root: Path, out: Path, test_list: Path | None, test_fra
     from voxtool.batch import prep_progress
     from voxtool.console import emit_json, log, print_table
     from voxtool.errors import BadInput
+    from voxtool.fileio import check_output_dir
     from voxtool.inputs import check_dataset_out
     from voxtool.tasks.rmvpe import data
 
     check_dataset_out(out, [root, test_list])
+    check_output_dir(out)
     if out.exists() and any(out.iterdir()) and not (out / "dataset.json").is_file():
         raise BadInput(out, "output folder exists and is not an rmvpe dataset; choose an empty folder")
     sources = data.mir1k_sources(root) if kind == "mir1k" else data.pitch_sources(root)

@@ -120,10 +120,11 @@ def write_dataset(
 ) -> PrepReport:
     """Write every source with a split into ``out``; bad items are skipped with their reason."""
     from voxtool import __version__
-    from voxtool.fileio import atomic_write, write_text_atomic
+    from voxtool.fileio import atomic_write, ensure_output_dir, write_text_atomic
 
     report = PrepReport()
     lists: dict[str, list[str]] = {"train": [], "valid": []}
+    ensure_output_dir(out)  # also removes temporary files that killed runs left behind
     (out / "items").mkdir(parents=True, exist_ok=True)
     used_names: set[str] = set()
     for src in sources:
@@ -226,6 +227,42 @@ class PitchItem:
     f0: np.ndarray  # float32 [T] at the dataset hop
 
 
+def read_item_arrays(path: Path, hop: int = HOP) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One prepared ``.npz`` -> (voice, accompaniment, f0) float32, checked against the layout in the module doc;
+    a missing, corrupt or wrongly shaped item is a BadInput naming the file."""
+    if not path.is_file():
+        raise BadInput(path, "listed in the split but missing; re-run prep")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {}
+            for key in ("voice", "accompaniment", "f0"):
+                if key not in z.files:
+                    raise BadInput(path, f"dataset item lacks the '{key}' array; re-run prep")
+                arrays[key] = z[key]
+    except BadInput:
+        raise
+    except Exception as exc:  # BadZipFile, EOFError, OSError, ValueError (object arrays), zlib.error, ...
+        text = str(exc).strip()
+        raise BadInput(path, f"unreadable dataset item ({text.splitlines()[0][:80] if text else type(exc).__name__})"
+                       ) from None
+    voice, acc, f0 = arrays["voice"], arrays["accompaniment"], arrays["f0"]
+    for key, a in arrays.items():
+        if a.ndim != 1 or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+            raise BadInput(path, f"'{key}' has shape {a.shape} and dtype {a.dtype}; a 1-D numeric array is expected")
+    if len(voice) == 0:
+        raise BadInput(path, "'voice' is empty")
+    if len(acc) not in (0, len(voice)):
+        raise BadInput(path, f"'accompaniment' has {len(acc)} samples; 0 or {len(voice)} (as 'voice') expected")
+    if len(f0) != len(voice) // hop + 1:
+        raise BadInput(path, f"'f0' has {len(f0)} frames; {len(voice) // hop + 1} expected for {len(voice)} samples "
+                             f"at hop {hop}")
+    f0 = f0.astype(np.float32)
+    if not np.all(np.isfinite(f0)) or (f0 < 0).any():
+        raise BadInput(path, "'f0' holds NaN, infinite or negative values")
+    scale = PCM_SCALE if np.issubdtype(voice.dtype, np.integer) else 1.0
+    return voice.astype(np.float32) / scale, acc.astype(np.float32) / scale, f0
+
+
 class PitchDataset:
     """A prepared dataset split; items are read from disk on demand (the OS caches them)."""
 
@@ -235,10 +272,10 @@ class PitchDataset:
         if not meta_path.is_file():
             raise BadInput(root, "not a prepared rmvpe dataset (no dataset.json; run `voxtool prep mir1k` first)")
         try:
-            self.meta = json.loads(meta_path.read_text())
-        except json.JSONDecodeError as exc:
+            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BadInput(meta_path, f"invalid JSON ({exc})") from None
-        if self.meta.get("format") != FORMAT:
+        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
             raise BadInput(meta_path, "not an rmvpe dataset (wrong format field)")
         list_path = root / f"{split}.txt"
         if not list_path.is_file():
@@ -254,20 +291,19 @@ class PitchDataset:
                 raise BadInput(list_path, f"entry {line!r} leaves the dataset folder")
             self.paths.append(path)
         self.hop_length = hop_length
-        self.data_hop = int(self.meta.get("hop_length", HOP))
+        try:
+            self.data_hop = int(self.meta.get("hop_length", HOP))
+        except (TypeError, ValueError):
+            self.data_hop = 0
+        if self.data_hop <= 0:
+            raise BadInput(meta_path, f"hop_length {self.meta.get('hop_length')!r} is not a positive integer")
 
     def __len__(self) -> int:
         return len(self.paths)
 
     def __getitem__(self, index: int) -> PitchItem:
         path = self.paths[index]
-        try:
-            with np.load(path) as z:
-                voice = z["voice"].astype(np.float32) / PCM_SCALE
-                acc = z["accompaniment"].astype(np.float32) / PCM_SCALE
-                f0 = z["f0"].astype(np.float32)
-        except (OSError, KeyError, ValueError) as exc:
-            raise BadInput(path, f"cannot read item ({str(exc).splitlines()[0][:80]})") from None
+        voice, acc, f0 = read_item_arrays(path, self.data_hop)
         if self.data_hop != self.hop_length:
             times = np.arange(len(f0)) * self.data_hop / SAMPLE_RATE
             f0 = labels_on_grid(times, f0, self.hop_length / SAMPLE_RATE, len(voice) // self.hop_length + 1)

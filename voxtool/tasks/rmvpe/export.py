@@ -55,11 +55,12 @@ def export_onnx(model, out: Path, opset: int = 17, threshold: float | None = Non
     example = torch.zeros(1, 16000)
     example[0] = torch.sin(torch.arange(16000) * 0.1)
     thr = torch.tensor(model.threshold if threshold is None else threshold, dtype=torch.float32)
+    from voxtool.fileio import atomic_path
+
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
     try:
-        with warnings.catch_warnings():
+        # the temporary file is one of atomic_path's: recognisable, and removed by later runs if this one is killed
+        with atomic_path(out) as tmp, warnings.catch_warnings():
             warnings.simplefilter("ignore")  # tracer notes about shape arithmetic and constant folding
             torch.onnx.export(
                 wrapper,
@@ -72,27 +73,22 @@ def export_onnx(model, out: Path, opset: int = 17, threshold: float | None = Non
                 opset_version=opset,
                 dynamo=False,
             )
-        proto = onnx.load(str(tmp))
-        meta = {
-            "mel": json.dumps(model.mel_cfg.model_dump(mode="json")),
-            "frame_multiple": str(wrapper.multiple),
-            "threshold": str(float(thr)),
-            "producer": "voxtool rmvpe",
-        }
-        for key, value in meta.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.checker.check_model(proto)
-        from voxtool.fileio import atomic_write
-
-        with atomic_write(out, "wb") as f:
-            f.write(proto.SerializeToString())
+            proto = onnx.load(str(tmp))
+            meta = {
+                "mel": json.dumps(model.mel_cfg.model_dump(mode="json")),
+                "frame_multiple": str(wrapper.multiple),
+                "threshold": str(float(thr)),
+                "producer": "voxtool rmvpe",
+            }
+            for key, value in meta.items():
+                entry = proto.metadata_props.add()
+                entry.key, entry.value = key, value
+            onnx.checker.check_model(proto)
+            tmp.write_bytes(proto.SerializeToString())
     except Exception as exc:
         if isinstance(exc, VoxtoolError):
             raise
         raise VoxtoolError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
     return out
 
 

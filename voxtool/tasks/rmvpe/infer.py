@@ -149,11 +149,16 @@ class OnnxPitchModel:
         try:
             self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own exception types
-            raise BadInput(path, f"not a loadable ONNX model ({str(exc).splitlines()[0][:160]})") from None
+            raise BadInput(path, f"not a loadable ONNX model ({_first_line(exc)})") from None
         meta = self.session.get_modelmeta().custom_metadata_map
-        self.mel_cfg = MelConfig(**json.loads(meta["mel"])) if "mel" in meta else published_mel_config()
-        self.frame_multiple = int(meta.get("frame_multiple", 32))
-        self.threshold = float(meta.get("threshold", DEFAULT_THRESHOLD))
+        try:
+            self.mel_cfg = MelConfig(**json.loads(meta["mel"])) if "mel" in meta else published_mel_config()
+            self.frame_multiple = int(meta.get("frame_multiple", 32))
+            self.threshold = float(meta.get("threshold", DEFAULT_THRESHOLD))
+        except Exception as exc:  # JSONDecodeError, ValidationError, ValueError
+            raise BadInput(path, f"garbled metadata in the ONNX model ({_first_line(exc)})") from None
+        if self.frame_multiple < 1:
+            raise BadInput(path, f"garbled metadata in the ONNX model (frame_multiple {self.frame_multiple})")
         self.description = f"ONNX graph {path.name}"
         self.chunking = dict(DEFAULT_CHUNKING)
 
@@ -206,22 +211,34 @@ def load_pitch_model(path: str | Path, device: str = "cpu", precision: str = "32
     chunking = dict(DEFAULT_CHUNKING)
     arch = None
     if isinstance(obj, dict) and obj.get("format") == "voxtool-model":
+        from voxtool.tasks.rmvpe.model import RmvpeArch
+        from voxtool.training.modelfile import check_layout
+
+        check_layout(path, obj)
         if obj.get("task") != "rmvpe":
             raise BadInput(path, f"model file is for task '{obj.get('task')}', not rmvpe")
         cfg = obj.get("config") or {}
-        from voxtool.tasks.rmvpe.model import RmvpeArch
-
-        arch = RmvpeArch.from_dict(cfg.get("model", {}))
-        mel_cfg = MelConfig(**cfg["mel"]) if "mel" in cfg else mel_cfg
-        threshold = float(cfg.get("decode", {}).get("threshold", threshold))
-        chunking.update({k: v for k, v in cfg.get("infer", {}).items() if k in chunking})
+        try:
+            arch = RmvpeArch.from_dict(cfg.get("model", {}))
+            mel_cfg = MelConfig(**cfg["mel"]) if "mel" in cfg else mel_cfg
+            threshold = float(cfg.get("decode", {}).get("threshold", threshold))
+            chunking.update({k: int(v) for k, v in cfg.get("infer", {}).items() if k in chunking})
+        except Exception as exc:  # ValidationError, TypeError, ValueError, AttributeError of a garbled config
+            raise BadInput(path, f"model file lacks valid rmvpe settings ({_first_line(exc)})") from None
     try:
         net, layout = load_state_dict_any(obj, arch)
     except ValueError as exc:
         raise BadInput(path, str(exc)) from None
+    except Exception as exc:  # odd objects inside a readable file
+        raise BadInput(path, f"not an RMVPE checkpoint ({_first_line(exc)})") from None
     if net.arch.n_mels != mel_cfg.n_mels:
         raise BadInput(path, f"network expects {net.arch.n_mels} mel bins, front-end gives {mel_cfg.n_mels}")
     return TorchPitchModel(net, mel_cfg, dev, precision, threshold, description=layout, chunking=chunking)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0][:120]}" if text else type(exc).__name__
 
 
 def predict(

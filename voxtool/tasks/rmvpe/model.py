@@ -327,6 +327,10 @@ def load_state_dict_any(obj, arch: RmvpeArch | None = None) -> tuple[E2E0, str]:
     report = key_report(expected, list(sd.keys()))
     if report:
         raise ValueError(f"keys do not match RMVPE E2E0: {report}")
+    for k, v in model.state_dict().items():  # the first bad weight, with both shapes, on one line
+        if tuple(sd[k].shape) != tuple(v.shape):
+            got, want = (", ".join(map(str, s)) for s in (sd[k].shape, v.shape))
+            raise ValueError(f"weight '{k}' has shape ({got}) in the file; RMVPE E2E0 expects ({want})")
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
     try:
         model.load_state_dict(sd, strict=True, assign=True)
