@@ -1,10 +1,13 @@
 """Mouth-opening curves from audio (`voxtool infer mouth`, `voxtool eval mouth`).
 
-Layers: `load_predictor(path)` -> `predict(audio, sr, predictor)` (native 50 fps frames) -> `predict_file` /
-`curve_on_grid` (resampled, smoothed, clipped) -> `infer_files` (many inputs to many outputs, one model load).
+Layers: `load_predictor(path)` -> `predict(audio, sr, predictor)` / `predict_file(path, predictor)` (native
+50 fps frames) -> `curve_on_grid` (resampled, smoothed, clipped) -> `infer_files` (many inputs to many outputs,
+one model load).
 
 Long audio is processed in chunks so memory stays flat with duration:
-1. the log-mel is computed chunk by chunk from a once-padded waveform (identical to the whole-file front-end);
+0. `predict_file` reads the file in blocks, resampled block by block (`voxtool.audio.io.iter_audio_blocks`), and
+   reads it twice when it is longer than one chunk (for 2. and 3.), instead of holding the whole waveform;
+1. the log-mel is computed chunk by chunk from the padded waveform (identical to the whole-file front-end);
 2. GroupNorm statistics of the first conv layer are gathered over the whole file in a first pass, so the
    convolutional front is exactly the whole-file one;
 3. the BiLSTM runs on chunks of `chunk_frames` with `context_frames` of extra audio on both sides, and only each
@@ -15,6 +18,7 @@ Long audio is processed in chunks so memory stays flat with duration:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -48,23 +52,27 @@ def load_predictor(path: str | Path, device: str = "cpu") -> MouthPredictor:
     """A `model.pt` or run folder -> MouthPredictor on `device` (auto|cpu|cuda...)."""
     from voxtool.audio.mel import MelConfig
     from voxtool.devices import resolve_device
-    from voxtool.training.modelfile import load_model_file
+    from voxtool.training.modelfile import load_model_file, load_weights
 
     mf = load_model_file(path, task="mouth")
     try:
         model_cfg = MouthModelConfig.model_validate(mf.config.get("model", {}))
         mel_cfg = MelConfig.model_validate(mf.meta["mel"])
-        vmin, vmax = mf.meta["value_range"]
-    except Exception as e:
-        raise BadInput(mf.path, f"model file lacks mouth settings ({type(e).__name__})") from None
+        vmin, vmax = (float(v) for v in mf.meta["value_range"])
+        model = BiLSTMCurveEstimator(model_cfg, vmin, vmax)
+    except Exception as e:  # pydantic.ValidationError, KeyError, a garbled value_range, impossible sizes
+        raise BadInput(mf.path, f"model file lacks valid mouth settings ({first_line(e)})") from None
     dev = resolve_device(device).torch
-    model = BiLSTMCurveEstimator(model_cfg, vmin, vmax)
     state = {k.removeprefix("module."): v for k, v in mf.state_dict.items()}
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or [k for k in unexpected if not k.startswith("k_filter")]:  # the original's speaker gains are unused
-        raise BadInput(mf.path, f"weights do not match the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    load_weights(model, state, mf.path, ignore_unexpected=("k_filter",))  # the original's speaker gains are unused
     model.to(dev).eval()
     return MouthPredictor(model, mel_cfg, dev, dict(mf.meta))
+
+
+def first_line(e: BaseException) -> str:
+    """`Type: first line of the message` (short), for one-line error reports."""
+    text = str(e).strip()
+    return f"{type(e).__name__}: {text.splitlines()[0][:120]}" if text else type(e).__name__
 
 
 # --------------------------------------------------------------------------------------------- features
@@ -80,14 +88,10 @@ def compute_mel(audio: np.ndarray, mel_cfg, chunk_frames: int = DEFAULT_CHUNK_FR
     from voxtool.audio.mel import LogMel
 
     n_fft, hop = mel_cfg.n_fft, mel_cfg.hop_length
-    need = mel_cfg.pad + (n_fft // 2 if mel_cfg.center else 0) + 1
+    need = _pad_width(mel_cfg) + 1
     if len(audio) < need:
         raise BadInput(None, f"audio too short ({len(audio)} samples; at least {need} needed)")
-    padded = np.asarray(audio, dtype=np.float32)
-    if mel_cfg.pad:
-        padded = np.pad(padded, mel_cfg.pad, mode="reflect")
-    if mel_cfg.center:
-        padded = np.pad(padded, n_fft // 2, mode="reflect" if mel_cfg.pad_mode == "reflect" else "constant")
+    padded = _pad_edges(audio, mel_cfg)
     n_frames = mel_cfg.n_frames(len(audio))
     front = LogMel(_frame_config(mel_cfg))
     out = np.empty((n_frames, mel_cfg.n_mels), dtype=np.float32)
@@ -99,10 +103,145 @@ def compute_mel(audio: np.ndarray, mel_cfg, chunk_frames: int = DEFAULT_CHUNK_FR
     return out
 
 
+def _pad_width(mel_cfg) -> int:
+    """Samples the front-end pads on each side: `pad`, plus n_fft/2 when centred."""
+    return mel_cfg.pad + (mel_cfg.n_fft // 2 if mel_cfg.center else 0)
+
+
+def _pad_edges(audio: np.ndarray, mel_cfg) -> np.ndarray:
+    """The front-end's padding of a whole signal: reflect by `pad`, then n_fft/2 more when centred."""
+    padded = np.asarray(audio, dtype=np.float32)
+    if mel_cfg.pad:
+        padded = np.pad(padded, mel_cfg.pad, mode="reflect")
+    if mel_cfg.center:
+        half = mel_cfg.n_fft // 2
+        padded = np.pad(padded, half, mode="reflect" if mel_cfg.pad_mode == "reflect" else "constant")
+    return padded
+
+
+def iter_mel_chunks(
+    blocks: Iterable[np.ndarray], mel_cfg, chunk_frames: int = DEFAULT_CHUNK_FRAMES, info: dict | None = None
+) -> Iterator[np.ndarray]:
+    """Mono float32 audio blocks at mel_cfg.sample_rate -> its log-mel in (<= chunk_frames, n_mels) chunks, equal to
+    `compute_mel` of the whole signal cut at the same frames, holding about one chunk of audio at a time.
+    `info["samples"]` is the signal's length once the blocks are exhausted."""
+    from voxtool.audio.io import PaddedStream
+    from voxtool.audio.mel import LogMel
+
+    n_fft, hop = mel_cfg.n_fft, mel_cfg.hop_length
+    width = _pad_width(mel_cfg)
+    stream = PaddedStream(blocks, width, lambda x: _pad_edges(x, mel_cfg))
+    front = LogMel(_frame_config(mel_cfg))
+    a = 0
+    while True:
+        stream.fill((a + chunk_frames - 1) * hop + n_fft)
+        if stream.too_short:
+            raise BadInput(None, f"audio too short ({stream.n} samples; at least {width + 1} needed)")
+        if stream.done:
+            if info is not None:
+                info["samples"] = stream.n
+            total = mel_cfg.n_frames(stream.n)
+            if a >= total:
+                return
+            b = min(total, a + chunk_frames)
+        else:
+            b = a + chunk_frames
+        with torch.no_grad():
+            mel = front(torch.from_numpy(stream.get(a * hop, (b - 1) * hop + n_fft))).T.numpy()
+        yield mel
+        stream.drop(b * hop)
+        a = b
+
+
 # --------------------------------------------------------------------------------------------- model
 
 
+class _FrameWindow:
+    """Frames [start, end) of a stream of (t, n_mels) chunks in memory; `fill` reads on, `drop` forgets."""
+
+    def __init__(self, chunks: Iterable[np.ndarray]):
+        self._chunks = iter(chunks)
+        self._buf: np.ndarray | None = None
+        self.start = 0
+        self.done = False
+
+    @property
+    def end(self) -> int:
+        return self.start + (0 if self._buf is None else len(self._buf))
+
+    def fill(self, stop: int) -> None:
+        while not self.done and self.end < stop:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                self.done = True
+            else:
+                self._buf = chunk if self._buf is None else np.concatenate([self._buf, chunk])
+
+    def get(self, lo: int, hi: int) -> np.ndarray:
+        if self._buf is None:
+            return np.zeros((0, 0), dtype=np.float32)
+        return self._buf[lo - self.start : hi - self.start]
+
+    def drop(self, lo: int) -> None:
+        if self._buf is not None and lo > self.start:
+            self._buf = self._buf[lo - self.start :].copy()
+            self.start = lo
+
+
 @torch.no_grad()
+def predict_mel_chunks(
+    pred: MouthPredictor,
+    chunks: Callable[[], Iterable[np.ndarray]],
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    context_frames: int = DEFAULT_CONTEXT_FRAMES,
+    keep_mel: bool = False,
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """A log-mel given as a stream of chunks -> ((T,) curve in target units, the (T, n_mels) log-mel or None).
+
+    `chunks()` starts the stream afresh; it is read twice when T > chunk_frames (the GroupNorm statistics of the
+    whole file first, then the BiLSTM chunks with context), and only a window of chunk + 2 x context frames is in
+    memory at a time (plus the whole log-mel with `keep_mel`)."""
+    model, dev = pred.model, pred.device
+    win = _FrameWindow(chunks())
+    win.fill(chunk_frames + 1)
+    if win.done and win.end <= chunk_frames:
+        mel = np.ascontiguousarray(win.get(0, win.end))
+        curve = model.infer(torch.from_numpy(mel).to(dev)[None])[0].float().cpu().numpy()
+        return curve, (mel if keep_mel else None)
+    # pass 1: GroupNorm statistics of the first conv layer over the whole file (1-frame halo for the k3 conv)
+    stats = None
+    a = 0
+    while True:
+        win.fill(a + chunk_frames + 1)
+        t = win.end
+        if a >= t:
+            break
+        b = min(t, a + chunk_frames)
+        lo, hi = max(0, a - 1), min(t, b + 1)
+        h = model.front(torch.from_numpy(win.get(lo, hi)).to(dev)[None])[..., a - lo : a - lo + (b - a)]
+        s = model.group_stats(h)
+        stats = s if stats is None else stats + s
+        win.drop(b - 1)
+        a = b
+    total = a
+    # pass 2: chunks with context on both sides, keep the cores
+    win = _FrameWindow(chunks())
+    out = np.empty(total, dtype=np.float32)
+    kept: list[np.ndarray] = []
+    for a in range(0, total, chunk_frames):
+        b = min(total, a + chunk_frames)
+        lo, hi = max(0, a - context_frames), min(total, b + context_frames)
+        win.fill(hi)
+        if win.end < hi:
+            raise BadInput(None, "the audio changed while it was being read")
+        y = model.infer(torch.from_numpy(win.get(lo, hi)).to(dev)[None], stats)[0]
+        out[a:b] = y[a - lo : a - lo + (b - a)].float().cpu().numpy()
+        if keep_mel:
+            kept.append(win.get(a, b).copy())
+        win.drop(max(0, b - context_frames))
+    return out, (np.concatenate(kept) if keep_mel else None)
+
+
 def predict_mel(
     pred: MouthPredictor,
     mel: np.ndarray,
@@ -110,35 +249,22 @@ def predict_mel(
     context_frames: int = DEFAULT_CONTEXT_FRAMES,
 ) -> np.ndarray:
     """(T, n_mels) log-mel -> (T,) curve in target units; chunked when T > chunk_frames."""
-    model, dev = pred.model, pred.device
-    t = mel.shape[0]
-    if t <= chunk_frames:
-        return model.infer(torch.from_numpy(mel).to(dev)[None])[0].float().cpu().numpy()
-    # pass 1: GroupNorm statistics of the first conv layer over the whole file (1-frame halo for the k3 conv)
-    stats = None
-    for a in range(0, t, chunk_frames):
-        b = min(t, a + chunk_frames)
-        lo, hi = max(0, a - 1), min(t, b + 1)
-        h = model.front(torch.from_numpy(mel[lo:hi]).to(dev)[None])[..., a - lo : a - lo + (b - a)]
-        s = model.group_stats(h)
-        stats = s if stats is None else stats + s
-    # pass 2: chunks with context on both sides, keep the cores
-    out = np.empty(t, dtype=np.float32)
-    for a in range(0, t, chunk_frames):
-        b = min(t, a + chunk_frames)
-        lo, hi = max(0, a - context_frames), min(t, b + context_frames)
-        y = model.infer(torch.from_numpy(mel[lo:hi]).to(dev)[None], stats)[0]
-        out[a:b] = y[a - lo : a - lo + (b - a)].float().cpu().numpy()
-    return out
+    mel = np.asarray(mel, dtype=np.float32)
+
+    def chunks():
+        return (mel[a : a + chunk_frames] for a in range(0, mel.shape[0], chunk_frames))
+
+    return predict_mel_chunks(pred, chunks, chunk_frames, context_frames)[0]
 
 
 @dataclass
 class Prediction:
-    """Native-rate output: frame_times (T,) s (true frame centres), curve (T,), mel (T, n_mels), duration s."""
+    """Native-rate output: frame_times (T,) s (true frame centres), curve (T,), mel (T, n_mels) (None from
+    `predict_file` unless asked for), duration s."""
 
     frame_times: np.ndarray
     curve: np.ndarray
-    mel: np.ndarray
+    mel: np.ndarray | None
     duration: float
 
 
@@ -160,6 +286,32 @@ def predict(
     mel = compute_mel(audio, pred.mel_cfg, chunk_frames)
     curve = predict_mel(pred, mel, chunk_frames, context_frames)
     return Prediction(pred.mel_cfg.frame_times(len(curve)), curve, mel, len(audio) / target_sr)
+
+
+def predict_file(
+    path: str | Path,
+    pred: MouthPredictor,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    context_frames: int = DEFAULT_CONTEXT_FRAMES,
+    keep_mel: bool = False,
+    block_seconds: float = 10.0,
+) -> Prediction:
+    """An audio file -> curve at the model's frame rate, equal to `predict(load_audio(path), ...)` but reading the
+    file in blocks (resampled block by block), so memory does not grow with its duration. A file longer than one
+    chunk is read twice (see `predict_mel_chunks`). `keep_mel` also returns the whole log-mel (for --plot)."""
+    from voxtool.audio.io import iter_audio_blocks
+
+    sr = pred.mel_cfg.sample_rate
+    info: dict[str, int] = {}
+
+    def chunks():
+        return iter_mel_chunks(iter_audio_blocks(path, sr, block_seconds), pred.mel_cfg, chunk_frames, info)
+
+    try:
+        curve, mel = predict_mel_chunks(pred, chunks, chunk_frames, context_frames, keep_mel)
+    except BadInput as e:
+        raise BadInput(path if e.where is None else e.where, e.problem) from None
+    return Prediction(pred.mel_cfg.frame_times(len(curve)), curve, mel, info["samples"] / sr)
 
 
 def smooth_half_sine(values: np.ndarray, fps: float, seconds: float) -> np.ndarray:
@@ -304,17 +456,17 @@ def infer_files(
             raise BadInput(model_path, "ONNX model not found")
         pred = OnnxPredictor(Path(model_path))
         sr = pred.sample_rate
-        run = lambda audio: predict_onnx(audio, pred, with_mel=plot is not None)  # noqa: E731
+        run = lambda src: predict_onnx(load_audio(src, sr=sr), pred, with_mel=plot is not None)  # noqa: E731
     else:
         pred = load_predictor(model_path, device)
         sr = pred.mel_cfg.sample_rate
         chunk_frames = max(100, int(chunk_seconds * pred.fps))
-        run = lambda audio: predict(audio, sr, pred, chunk_frames)  # noqa: E731
+        # read in blocks: memory stays flat with the file's duration
+        run = lambda src: predict_file(src, pred, chunk_frames, keep_mel=plot is not None)  # noqa: E731
 
     def work(job) -> dict[str, Any]:
-        audio = load_audio(job.src, sr=sr)
         try:
-            p = run(audio)
+            p = run(job.src)
         except BadInput as e:
             raise BadInput(job.src, e.problem) from None
         times, values, out_fps = curve_on_grid(p, fps, smooth, clip, pred.fps)

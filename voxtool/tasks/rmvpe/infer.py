@@ -306,11 +306,86 @@ def predict(
     return PitchTrack(f0, conf, hop / cfg.sample_rate)
 
 
-def predict_from_file(path: str | Path, model: PitchModel, **kwargs) -> PitchTrack:
-    from voxtool.audio.io import load_audio
+def predict_from_file(
+    path: str | Path,
+    model: PitchModel,
+    threshold: float | None = None,
+    chunk_frames: int | None = None,
+    context_frames: int | None = None,
+    batch_size: int | None = None,
+    decoder: str = "local",
+    block_seconds: float = 10.0,
+) -> PitchTrack:
+    """``predict(load_audio(path), ...)``, but a torch model with chunking reads the file in blocks (resampled block
+    by block) and keeps only the audio of a few windows: memory does not grow with the file's duration (except
+    the per-frame outputs, and the whole-file salience of ``--decoder viterbi``). Same windows, same batches,
+    same result. ONNX graphs and ``chunk_frames=0`` read the whole file."""
+    from voxtool.audio.io import PaddedStream, iter_audio_blocks, load_audio
 
-    audio = load_audio(path, sr=model.mel_cfg.sample_rate)
-    return predict(audio, model.mel_cfg.sample_rate, model, **kwargs)
+    sr = model.mel_cfg.sample_rate
+    kwargs = dict(threshold=threshold, chunk_frames=chunk_frames, context_frames=context_frames,
+                  batch_size=batch_size, decoder=decoder)
+    chunk = model.chunking["chunk_frames"] if chunk_frames is None else chunk_frames
+    if decoder not in DECODERS or isinstance(model, OnnxPitchModel) or not chunk:
+        return predict(load_audio(path, sr=sr), sr, model, **kwargs)
+    threshold = model.threshold if threshold is None else threshold
+    context = model.chunking["context_frames"] if context_frames is None else context_frames
+    batch = model.chunking["batch_size"] if batch_size is None else batch_size
+    cfg = model.mel_cfg
+    hop, n_fft, half = cfg.hop_length, cfg.n_fft, cfg.n_fft // 2
+    multiple = model.frame_multiple
+    core = -(-chunk // multiple) * multiple
+    length = core + 2 * (-(-context // multiple) * multiple)  # as plan_windows rounds them
+    margin = length - core
+    stream = PaddedStream(iter_audio_blocks(path, sr, block_seconds), half,
+                          lambda x: np.pad(x, half, mode="reflect"))  # pad_signal, for signals longer than n_fft/2
+    f0s: list[np.ndarray] = []
+    confs: list[np.ndarray] = []
+    saliences: list[np.ndarray] = []
+
+    def run(group: list[Window], frames: int) -> None:
+        waves = np.stack([stream.get(w.start * hop, (w.start + frames - 1) * hop + n_fft) for w in group])
+        if decoder == "viterbi":
+            window_salience = model.salience_windows(waves).cpu().numpy()
+            for row, w in enumerate(group):
+                core_part = window_salience[row, w.core_start - w.start : w.core_stop - w.start]
+                saliences.append(core_part.astype(np.float16))
+            return
+        f, c = model.f0_windows(waves, threshold)
+        for row, w in enumerate(group):
+            f0s.append(f[row, w.core_start - w.start : w.core_stop - w.start])
+            confs.append(c[row, w.core_start - w.start : w.core_stop - w.start])
+
+    # Windows are planned as the audio arrives: while the file goes on past a window (and one more frame), its
+    # total frame count is more than the window's end, so plan_windows would place that window at a - context as
+    # well; the last windows (shifted inwards at the end) are planned once the length is known.
+    pending: list[Window] = []
+    a = 0
+    try:
+        while True:
+            start = max(0, a - margin // 2)
+            stream.fill((start + length) * hop + n_fft)
+            if stream.done:
+                break
+            pending.append(Window(start, a, a + core))
+            a += core
+            if len(pending) == batch:
+                run(pending, length)
+                pending = []
+                stream.drop(max(0, a - length) * hop)  # every later window starts at or after a - length
+    except BadInput as exc:
+        raise BadInput(path if exc.where is None else exc.where, exc.problem) from None
+    if stream.too_short:  # n_fft/2 samples or fewer: pad_signal zero-extends; the whole file is tiny
+        return predict(load_audio(path, sr=sr), sr, model, **kwargs)
+    total = n_frames(stream.n, hop)
+    frames, plan = plan_windows(total, chunk, context, multiple)
+    pending += [w for w in plan if w.core_start >= a]
+    for i in range(0, len(pending), batch):
+        run(pending[i : i + batch], frames)
+    if decoder == "viterbi":
+        f0, conf = decode_viterbi(np.concatenate(saliences), threshold)
+        return PitchTrack(f0, conf, hop / cfg.sample_rate)
+    return PitchTrack(np.concatenate(f0s), np.concatenate(confs), hop / cfg.sample_rate)
 
 
 def write_track(path: Path, track: PitchTrack, fmt: str = "csv", with_confidence: bool = False) -> None:
