@@ -331,6 +331,8 @@ def load_state_dict_any(obj, arch: RmvpeArch | None = None) -> tuple[E2E0, str]:
         if tuple(sd[k].shape) != tuple(v.shape):
             got, want = (", ".join(map(str, s)) for s in (sd[k].shape, v.shape))
             raise ValueError(f"weight '{k}' has shape ({got}) in the file; RMVPE E2E0 expects ({want})")
+        if v.is_floating_point() != sd[k].is_floating_point():
+            raise ValueError(f"weight '{k}' is {sd[k].dtype} in the file; RMVPE E2E0 expects {v.dtype}")
     sd = {k: (v.float() if v.is_floating_point() else v) for k, v in sd.items()}
     try:
         model.load_state_dict(sd, strict=True, assign=True)
