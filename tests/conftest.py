@@ -6,6 +6,8 @@ reproduces the historical seeds; another value re-runs the whole suite on a diff
 
     VOXTOOL_TEST_SEED=1 .venv/bin/python -m pytest tests/pinyin/test_learning.py
 
+Likewise OMP_NUM_THREADS (default 1 here, see `torch_threads`) sets torch's thread count for the whole run.
+
 Thresholds on trained models are set against a trivial baseline (chance, an untrained model, a constant guess) with
 a margin meant to hold for any seed, CPU and thread count (OMP_NUM_THREADS), not for one machine's numbers.
 """
@@ -34,6 +36,15 @@ def seed_offset() -> int:
         return int(raw) if raw else 0
     except ValueError:
         raise pytest.UsageError(f"VOXTOOL_TEST_SEED must be an integer, not {raw!r}") from None
+
+
+def torch_threads() -> int:
+    """Intra-op threads for torch in the test process: OMP_NUM_THREADS, which this file defaults to 1 (on 2 shared
+    cores one thread is ~10x faster than two under contention); export it to re-run the suite with another count."""
+    try:
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "1")))
+    except ValueError:
+        return 1
 
 
 def seeded(base: int) -> int:

@@ -7,9 +7,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from tests.conftest import TRAIN_SEED, seeded, torch_threads
+
 from .synth import write_csv_dataset
 
-torch.set_num_threads(1)  # 2 shared cores: one thread is ~10x faster than two under contention
+torch.set_num_threads(torch_threads())  # OMP_NUM_THREADS, 1 unless set (tests/conftest.py)
 
 TINY_STEPS = 80
 
@@ -20,9 +22,9 @@ def pitch_data(tmp_path_factory) -> Path:
     from voxtool.tasks.rmvpe import data
 
     root = tmp_path_factory.mktemp("pitch")
-    write_csv_dataset(root / "src", n_train=16, n_test=6, seed=0)
+    write_csv_dataset(root / "src", n_train=16, n_test=6, seed=seeded(0))
     sources = data.pitch_sources(root / "src")
-    data.split_sources(sources, None, 0.1, 0)
+    data.split_sources(sources, None, 0.1, seeded(0))
     data.write_dataset(sources, root / "data")
     return root / "data"
 
@@ -37,5 +39,5 @@ def tiny_run(pitch_data, tmp_path_factory) -> Path:
     runs = tmp_path_factory.mktemp("runs")
     opts = TrainOptions(exp="tiny", runs_dir=runs, preset="rmvpe-tiny", device="cpu", steps=TINY_STEPS, quiet=True)
     train_from_options(RmvpeTrainTask, RmvpeConfig, pitch_data, opts, default_preset="rmvpe-tiny",
-                       overrides=["train.valid_every=1000"])
+                       overrides=["train.valid_every=1000", f"train.seed={seeded(TRAIN_SEED)}"])
     return runs / "tiny"

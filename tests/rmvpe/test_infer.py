@@ -9,6 +9,8 @@ import pytest
 import soundfile as sf
 import torch
 
+from tests.conftest import seeded
+from voxtool.tasks.rmvpe.evaluate import melody_metrics
 from voxtool.tasks.rmvpe.frontend import published_mel_config
 from voxtool.tasks.rmvpe.infer import (
     TorchPitchModel,
@@ -53,17 +55,25 @@ def test_chunked_matches_whole_file_with_random_published_size_weights():
 
 
 def test_chunked_matches_whole_file_with_a_trained_tiny_model(tiny_run):
+    """With the model's context frames, chunking is the whole-file computation away from the seams; near them a
+    trained bidirectional GRU still remembers a little beyond the context, which moves a few frames by a few cents
+    (seeds 0-5: median 0.002 cents, worst up to 7.6; without context up to 1500, i.e. octave jumps)."""
     model = load_pitch_model(tiny_run)
-    audio, _ = harmonic_clip(np.random.default_rng(6), seconds=8.0)
+    audio, _ = harmonic_clip(np.random.default_rng(seeded(6)), seconds=8.0)
     whole = predict(audio, SR, model, chunk_frames=0)
     chunked = predict(audio, SR, model, chunk_frames=256, context_frames=128, batch_size=2)
     worst, agreement = _max_cents_on_voiced(whole.f0, chunked.f0)
-    assert worst < 1.0 and agreement > 0.99
+    both = (whole.f0 > 0) & (chunked.f0 > 0)
+    median = float(np.median(np.abs(1200 * np.log2(chunked.f0[both] / whole.f0[both]))))
+    print(f"rmvpe chunked vs whole (trained): median {median:.4f} worst {worst:.4f} cents, voicing agreement "
+          f"{agreement:.4f}")
+    assert agreement > 0.99 and median < 0.1
+    assert worst < 25.0  # half the 50-cent tolerance of raw pitch accuracy: seams are musically negligible
 
 
 def test_writers_and_hop_resampling(tmp_path, tiny_run):
     model = load_pitch_model(tiny_run)
-    audio, ref = harmonic_clip(np.random.default_rng(7), seconds=1.0)
+    audio, ref = harmonic_clip(np.random.default_rng(seeded(7)), seconds=1.0)
     track = predict(audio, SR, model)
     write_track(tmp_path / "a.csv", track, "csv", with_confidence=True)
     lines = (tmp_path / "a.csv").read_text().splitlines()
@@ -73,8 +83,13 @@ def test_writers_and_hop_resampling(tmp_path, tiny_run):
     assert np.load(tmp_path / "a.npy").shape == (len(track.f0), 2)
     smooth = predict(audio, SR, model, decoder="viterbi", chunk_frames=64, context_frames=32)
     sung = (ref > 0) & (track.f0 > 0) & (smooth.f0 > 0)
-    # a clean tone: where it is sung, the Viterbi path and the argmax pick the same region (within 50 cents)
-    assert np.mean(np.abs(1200 * np.log2(smooth.f0[sung] / track.f0[sung])) < 50) > 0.95
+    # a clean tone: the chunked Viterbi path tracks it as well as the argmax does, and mostly picks the same region
+    # (where a barely trained net's argmax jumps, the smoothed path may not: seeds 0-5 agree on 0.86-1.0 of frames)
+    same = float(np.mean(np.abs(1200 * np.log2(smooth.f0[sung] / track.f0[sung])) < 50))
+    rpa = {name: melody_metrics(ref, t.f0, 0.01)["rpa"] for name, t in (("argmax", track), ("viterbi", smooth))}
+    print(f"rmvpe viterbi vs argmax: {same:.4f} of {int(sung.sum())} sung frames within 50 cents; raw pitch "
+          f"accuracy {rpa}")
+    assert same > 0.7 and rpa["viterbi"] >= rpa["argmax"] - 0.05 and rpa["viterbi"] > 0.6
     coarse = track.resampled(0.0116)  # e.g. 44.1 kHz / 512 hop
     write_track(tmp_path / "a.json", coarse, "json")
     doc = json.loads((tmp_path / "a.json").read_text())
@@ -91,17 +106,18 @@ def test_onnx_export_parity_and_onnx_inference(tmp_path, tiny_run):
     assert report["max_cents"] < 1.0 and report["voicing_agreement"] > 0.99
     onnx_model = load_pitch_model(path)
     assert [o.name for o in onnx_model.session.get_outputs()] == ["f0", "confidence", "voiced"]
-    rng = np.random.default_rng(4)
+    rng = np.random.default_rng(seeded(4))
     for n in (127 * 160 + 77, 127 * 160, 16000, 700, 100):  # frame counts on and off the multiple of 8 (tiny net)
         audio = harmonic_clip(rng, seconds=2.0)[0][:n]
         a = predict(audio, SR, model, chunk_frames=0)
         b = predict(audio, SR, onnx_model, chunk_frames=0)
         assert len(a.f0) == len(b.f0) == n // 160 + 1
         np.testing.assert_allclose(b.confidence, a.confidence, atol=1e-4)
-    audio, _ = harmonic_clip(np.random.default_rng(8), seconds=6.0)
+    audio, _ = harmonic_clip(np.random.default_rng(seeded(8)), seconds=6.0)
     a = predict(audio, SR, model, chunk_frames=256, context_frames=128)
     b = predict(audio, SR, onnx_model, chunk_frames=256, context_frames=128)
     worst, agreement = _max_cents_on_voiced(a.f0, b.f0)
+    print(f"rmvpe onnx vs torch: parity {report}; 6 s clip worst {worst:.4f} cents, agreement {agreement:.4f}")
     assert worst < 1.0 and agreement > 0.99
 
 
@@ -128,15 +144,39 @@ def test_infer_cli_files_dirs_formats_and_bad_input(tmp_path, tiny_run, voxtool_
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
 
 
-def test_published_style_checkpoint_file_runs_like_the_run_it_came_from(tmp_path, tiny_run):
-    """A plain fp16 state dict on disk (RVC's rmvpe.pt layout) loads through the same entry point."""
+def test_published_style_checkpoint_file_loads_exactly_the_fp16_rounded_weights(tmp_path, tiny_run):
+    """A plain fp16 state dict on disk (RVC's rmvpe.pt layout) loads through the same entry point: the network gets
+    exactly the fp16-rounded weights of the run it came from, and predicts exactly like the run's own network with
+    those weights behind the same front-end."""
     run_model = load_pitch_model(tiny_run)
-    plain = {k: v.half() if v.is_floating_point() else v for k, v in run_model.net.state_dict().items()}
+    original = run_model.net.state_dict()
+    plain = {k: v.half() if v.is_floating_point() else v for k, v in original.items()}
     torch.save(plain, tmp_path / "rmvpe.pt")
     model = load_pitch_model(tmp_path / "rmvpe.pt")
     assert "fp16" in model.description and "no tf" in model.description
-    audio, _ = harmonic_clip(np.random.default_rng(11), seconds=2.0)
-    a = predict(audio, SR, run_model)
+    assert model.net.arch == run_model.net.arch and model.mel_cfg == run_model.mel_cfg
+    rounded = {k: v.half().float() if v.is_floating_point() else v for k, v in original.items()}
+    loaded = model.net.state_dict()
+    assert set(loaded) == set(rounded)
+    for key, value in rounded.items():
+        assert loaded[key].dtype == value.dtype and torch.equal(loaded[key], value), key
+    assert any(not torch.equal(rounded[k], original[k]) for k in original)  # the rounding is really there
+
+    same_net = E2E0(run_model.net.arch)
+    same_net.load_state_dict(rounded)
+    reference = TorchPitchModel(same_net, run_model.mel_cfg, threshold=model.threshold, chunking=model.chunking)
+    audio, _ = harmonic_clip(np.random.default_rng(seeded(11)), seconds=2.0)
+    a = predict(audio, SR, reference)
     b = predict(audio, SR, model)
-    worst, agreement = _max_cents_on_voiced(a.f0, b.f0)
-    assert worst < 5.0 and agreement > 0.98  # fp16 storage rounding only
+    np.testing.assert_allclose(b.confidence, a.confidence, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(b.f0, a.f0, rtol=1e-5, atol=0)  # unvoiced (0) frames must match exactly
+    # and, loosely, like the fp32 run itself: fp16 rounding moves a barely trained net's argmax by up to tens of
+    # cents on a few frames (measured up to 23), the median by far less
+    fp32 = predict(audio, SR, run_model)
+    both = (fp32.f0 > 0) & (b.f0 > 0)
+    cents = np.abs(1200 * np.log2(b.f0[both] / fp32.f0[both]))
+    median_cents = float(np.median(cents))
+    print(f"rmvpe fp16 file vs fp32 run: median {median_cents:.3f} max {cents.max():.3f} cents on {int(both.sum())} "
+          f"frames, voicing "
+          f"agreement {np.mean((fp32.f0 > 0) == (b.f0 > 0)):.4f}")
+    assert both.mean() > 0.3 and median_cents < 50
