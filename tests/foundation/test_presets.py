@@ -237,12 +237,14 @@ def test_non_finite_in_a_preset_file_and_on_the_cli(tmp_path, toy_cfg, capsys):
 
 
 def _task_configs():
+    from voxtool.tasks.hifigan.config import HifiganConfig
     from voxtool.tasks.mouth.ssl import MouthSSLConfig
     from voxtool.tasks.mouth.train import MouthConfig
     from voxtool.tasks.pinyin.train import PinyinConfig
     from voxtool.tasks.rmvpe.config import RmvpeConfig
 
-    return {"mouth": MouthConfig, "mouth-ssl": MouthSSLConfig, "pinyin": PinyinConfig, "rmvpe": RmvpeConfig}
+    return {"mouth": MouthConfig, "mouth-ssl": MouthSSLConfig, "pinyin": PinyinConfig, "rmvpe": RmvpeConfig,
+            "hifigan": HifiganConfig}
 
 
 def _numeric_leaves(model_cls, prefix=()):

@@ -1,0 +1,240 @@
+"""Prepared vocoder datasets: the `prep hifigan` writer, the reader and aligned random segments.
+
+A prepared dataset is a folder with
+- `dataset.json`: format, the vocoder's mel settings (`mel`, the `MelSettings` fields), the loudness
+  normalisation used, item counts and minutes, the voxtool version;
+- `train.txt` / `valid.txt`: item paths relative to the folder (a seeded split, `--valid-fraction`);
+- `skipped.tsv`: `path<TAB>reason` of every source that was left out;
+- `items/<name>.npz` per clip: `wav` float32 (N,) at the vocoder's rate, loudness-normalised and cut to
+  N = T * hop samples, and `mel` float32 (n_mels, T), the vocoder's log-mel of exactly that wav.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+
+from voxtool.errors import BadInput
+
+FORMAT = "voxtool-hifigan-dataset"
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Prep
+# ---------------------------------------------------------------------------------------------------------
+
+
+def collect_audio(inputs: list[Path]) -> list[tuple[Path, str]]:
+    """Audio files (files, or directories searched recursively) -> (path, item name from the relative path)."""
+    from voxtool.audio.io import is_audio_file
+
+    found: list[tuple[Path, str]] = []
+    for path in inputs:
+        path = Path(path)
+        if path.is_dir():
+            files = sorted(p for p in path.rglob("*") if p.is_file() and is_audio_file(p))
+            if not files:
+                raise BadInput(path, "directory holds no audio files")
+            found += [(p, "_".join(p.relative_to(path).with_suffix("").parts)) for p in files]
+        elif path.is_file():
+            found.append((path, path.stem))
+        else:
+            raise BadInput(path, "no such file or directory")
+    return found
+
+
+def normalize_loudness(wav: np.ndarray, mode: str, peak_level: float = 0.95, rms_dbfs: float = -20.0) -> np.ndarray:
+    """(N,) -> (N,) scaled by `mode` ("peak" | "rms" | "none", see config.py); the peak never exceeds peak_level
+    after "rms" either (no clipping)."""
+    peak = float(np.abs(wav).max()) if len(wav) else 0.0
+    if mode == "none" or peak == 0.0:
+        return wav.astype(np.float32)
+    if mode == "peak":
+        gain = peak_level / peak
+    else:
+        rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
+        gain = min(10 ** (rms_dbfs / 20) / rms, peak_level / peak)
+    return (wav * gain).astype(np.float32)
+
+
+def split_names(names: list[str], valid_fraction: float, seed: int) -> dict[str, str]:
+    """name -> 'train'/'valid': a seeded permutation; at least one item each when there are two or more."""
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    n_valid = int(round(valid_fraction * len(names)))
+    if valid_fraction > 0 and len(names) >= 2:
+        n_valid = min(max(n_valid, 1), len(names) - 1)
+    return {name: ("valid" if i < n_valid else "train") for i, name in enumerate(order)}
+
+
+@dataclass
+class PrepReport:
+    written: dict[str, int] = field(default_factory=lambda: {"train": 0, "valid": 0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "valid": 0.0})
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def rows(self) -> list[list]:
+        return [[s, self.written[s], round(self.seconds[s] / 60, 2)] for s in ("train", "valid")]
+
+
+def prepare_item(path: Path, config, log_mel) -> dict[str, np.ndarray]:
+    """One audio file -> {"wav": (T*hop,), "mel": (n_mels, T)}; BadInput with the reason when unusable."""
+    import torch
+
+    from voxtool.audio.io import load_audio
+
+    mel_cfg, data = config.mel, config.data
+    wav = load_audio(path, sr=mel_cfg.sample_rate)
+    if not np.all(np.isfinite(wav)):
+        raise BadInput(path, "audio holds NaN or infinite samples")
+    seconds = len(wav) / mel_cfg.sample_rate
+    if seconds < max(data.min_seconds, mel_cfg.n_fft / mel_cfg.sample_rate):
+        raise BadInput(path, f"too short ({seconds:.3f} s; at least {data.min_seconds:g} s needed)")
+    if float(np.abs(wav).max()) < 1e-6:
+        raise BadInput(path, "silent")
+    wav = normalize_loudness(wav, data.normalize, data.peak_level, data.rms_dbfs)
+    frames = len(wav) // mel_cfg.hop_length
+    wav = np.ascontiguousarray(wav[: frames * mel_cfg.hop_length])  # exactly T * hop samples for T frames
+    with torch.inference_mode():
+        mel = log_mel(torch.from_numpy(wav)).numpy().astype(np.float32)
+    if mel.shape != (mel_cfg.n_mels, frames):  # the published settings give N // hop frames; others may not
+        raise BadInput(path, f"mel settings give {mel.shape[1]} frames for {frames} hops; use an uncentred mel "
+                             "with pad = (n_fft - hop) / 2")
+    return {"wav": wav, "mel": mel}
+
+
+def write_dataset(sources: list[tuple[Path, str]], out: Path, config, valid_fraction: float, seed: int,
+                  on_item=None) -> PrepReport:
+    """Write every usable source into `out` (see the module doc); unusable ones go to skipped.tsv with the reason.
+    BadInput when nothing is usable (after writing skipped.tsv, so the reasons can be read)."""
+    from voxtool import __version__
+    from voxtool.fileio import atomic_write, ensure_output_dir, write_text_atomic
+    from voxtool.vocoders.mel import VocoderLogMel
+
+    report = PrepReport()
+    ensure_output_dir(out)
+    (out / "items").mkdir(parents=True, exist_ok=True)
+    log_mel = VocoderLogMel(config.mel_settings())
+    used: set[str] = set()
+    written: list[tuple[str, float]] = []
+    for path, name in sources:
+        try:
+            arrays = prepare_item(path, config, log_mel)
+        except BadInput as exc:
+            report.skipped.append((str(path), exc.problem))
+            if on_item:
+                on_item()
+            continue
+        name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "item"
+        while name in used:
+            name += "_"
+        used.add(name)
+        rel = f"items/{name}.npz"
+        with atomic_write(out / rel, "wb") as f:
+            np.savez(f, **arrays)
+        written.append((rel, len(arrays["wav"]) / config.mel.sample_rate))
+        if on_item:
+            on_item()
+    write_text_atomic(out / "skipped.tsv", "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in report.skipped))
+    if not written:
+        raise BadInput(out, f"no usable audio ({len(report.skipped)} skipped; reasons in {out / 'skipped.tsv'})")
+    splits = split_names([rel for rel, _ in written], valid_fraction, seed)
+    lists: dict[str, list[str]] = {"train": [], "valid": []}
+    for rel, seconds in written:
+        lists[splits[rel]].append(rel)
+        report.written[splits[rel]] += 1
+        report.seconds[splits[rel]] += seconds
+    for split, names in lists.items():
+        write_text_atomic(out / f"{split}.txt", "".join(n + "\n" for n in names))
+    meta = {
+        "format": FORMAT,
+        "voxtool_version": __version__,
+        "mel": config.mel_settings().model_dump(mode="json"),
+        "normalize": config.data.normalize,
+        "peak_level": config.data.peak_level,
+        "rms_dbfs": config.data.rms_dbfs,
+        "items": report.written,
+        "minutes": {k: round(v / 60, 3) for k, v in report.seconds.items()},
+        "skipped": len(report.skipped),
+    }
+    write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")  # last: marks a finished dataset
+    return report
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Reading and sampling
+# ---------------------------------------------------------------------------------------------------------
+
+
+def read_meta(root: Path) -> dict:
+    meta_path = Path(root) / "dataset.json"
+    if not meta_path.is_file():
+        raise BadInput(root, "not a prepared hifigan dataset (no dataset.json; run `voxtool prep hifigan` first)")
+    try:
+        meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BadInput(meta_path, f"invalid JSON ({exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("mel"), dict):
+        raise BadInput(meta_path, "not a hifigan dataset (wrong format field or no mel settings)")
+    return meta
+
+
+@lru_cache(maxsize=512)
+def read_item(path: Path, n_mels: int, hop: int) -> tuple[np.ndarray, np.ndarray]:
+    """One `.npz` -> (wav (T*hop,), mel (n_mels, T)) float32, checked; BadInput naming the file otherwise.
+    Cached: small datasets are read once (the arrays are never written to)."""
+    if not path.is_file():
+        raise BadInput(path, "listed in the split but missing; re-run prep")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if "wav" not in z.files or "mel" not in z.files:
+                raise BadInput(path, "dataset item lacks the 'wav' or 'mel' array; re-run prep")
+            wav, mel = z["wav"].astype(np.float32), z["mel"].astype(np.float32)
+    except BadInput:
+        raise
+    except Exception as exc:  # BadZipFile, EOFError, OSError, ValueError (object arrays), ...
+        raise BadInput(path, f"unreadable dataset item ({type(exc).__name__})") from None
+    if wav.ndim != 1 or mel.ndim != 2 or mel.shape[0] != n_mels or len(wav) != mel.shape[1] * hop:
+        raise BadInput(path, f"wav {wav.shape} and mel {mel.shape} do not fit {n_mels} mels at hop {hop}")
+    return wav, mel
+
+
+class VocoderDataset:
+    """A prepared split; items are read on first use and kept (see `read_item`)."""
+
+    def __init__(self, root: Path, split: str, n_mels: int, hop: int):
+        root = Path(root)
+        self.meta = read_meta(root)
+        list_path = root / f"{split}.txt"
+        if not list_path.is_file():
+            raise BadInput(list_path, "split list not found")
+        self.paths: list[Path] = []
+        for line in list_path.read_text().splitlines():
+            if line.strip():
+                path = (root / line.strip()).resolve()
+                if root.resolve() not in path.parents:
+                    raise BadInput(list_path, f"entry {line.strip()!r} leaves the dataset folder")
+                self.paths.append(path)
+        self.n_mels, self.hop = n_mels, hop
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[np.ndarray, np.ndarray]:
+        return read_item(self.paths[index], self.n_mels, self.hop)
+
+
+def random_segment(wav: np.ndarray, mel: np.ndarray, frames: int, hop: int, floor: float,
+                   rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """An aligned random crop: mel (n_mels, frames) and its wav (frames * hop,). Shorter items are padded at the
+    end with silence: zero samples and the log floor in the mel."""
+    total = mel.shape[1]
+    if total >= frames:
+        start = int(rng.integers(0, total - frames + 1))
+        return mel[:, start:start + frames], wav[start * hop:(start + frames) * hop]
+    mel = np.pad(mel, ((0, 0), (0, frames - total)), constant_values=np.float32(np.log(floor)))
+    return mel, np.pad(wav, (0, (frames - total) * hop))

@@ -1,0 +1,141 @@
+"""Mel -> waveform with a HiFi-GAN generator.
+
+Layers (torchcrepe style): `load_model(path)` -> `predict(mel, vocoder)` -> `predict_from_file(npy, vocoder)` ->
+`predict_from_files_to_files(jobs, vocoder)`. `load_model` accepts a voxtool `model.pt` or run folder of
+`train hifigan`, or a published generator checkpoint (bshall hub files, jik876 `generator_v1`, DiffVC's vocoder,
+training checkpoints): its config then comes from `preset` (`hifigan-16k`, `hifigan-22k`, ...) or, without one,
+from the checkpoint's layout and n_mels (a published mel that fits). Weight norm is removed; inference runs under
+`torch.inference_mode`; the output is clamped to [-1, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from voxtool.errors import BadInput
+from voxtool.vocoders.hifigan import Generator, GeneratorConfig
+from voxtool.vocoders.mel import PUBLISHED_MELS, MelSettings, check_mel_tensor
+
+SUBTYPES = {"pcm16": "PCM_16", "float": "FLOAT"}
+
+
+@dataclass
+class Vocoder:
+    """A ready generator (eval, weight norm removed) on a device with the mel settings it expects."""
+
+    generator: Generator
+    mel: MelSettings
+    device: torch.device
+    description: str = ""
+
+    @property
+    def sample_rate(self) -> int:
+        return self.mel.sample_rate
+
+    @property
+    def hop_length(self) -> int:
+        return self.mel.hop_length
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[-1].strip()[:160] if text else type(exc).__name__
+
+
+def load_model(path: str | Path, preset: str | None = None, device: str = "cpu") -> Vocoder:
+    """A voxtool model.pt / run folder, or a published generator checkpoint (see the module doc)."""
+    from voxtool.devices import resolve_device
+    from voxtool.fileio import load_torch
+    from voxtool.training.modelfile import is_model_file, load_model_file, resolve_model_path
+    from voxtool.vocoders.checkpoint import load_generator_state
+
+    dev = resolve_device(device).torch
+    path = resolve_model_path(path)
+    obj = load_torch(path)
+    if is_model_file(obj):
+        mf = load_model_file(path, task="hifigan")
+        try:
+            gen_cfg = GeneratorConfig.model_validate(mf.config["generator"])
+            mel = MelSettings.model_validate(mf.config["mel"])
+        except Exception as exc:  # KeyError, ValidationError, TypeError of a garbled config
+            raise BadInput(path, f"model file lacks valid hifigan settings ({_first_line(exc)})") from None
+        loaded = load_generator_state(mf.state_dict, gen_cfg, where=path)
+        description = f"voxtool hifigan model (step {mf.meta.get('step', '?')})"
+    elif preset is not None:
+        from voxtool.presets import load_config
+        from voxtool.tasks.hifigan.config import HifiganConfig
+
+        config = load_config(HifiganConfig, preset, task="hifigan")
+        gen_cfg, mel = config.generator_config(), config.mel_settings()
+        loaded = load_generator_state(obj, gen_cfg, where=path)
+        description = f"published generator with preset {preset}"
+    else:
+        loaded = load_generator_state(obj, where=path)
+        gen_cfg = loaded.config
+        fits = [m for m in PUBLISHED_MELS.values()
+                if m.n_mels == gen_cfg.n_mels and m.hop_length == gen_cfg.hop_length]
+        if not fits:
+            raise BadInput(path, f"no published mel has {gen_cfg.n_mels} mels at hop {gen_cfg.hop_length}; "
+                                 "name its config with --preset")
+        mel = fits[0]
+        description = f"published generator ({mel.describe()})"
+    generator = loaded.build(remove_weight_norm=True).to(dev)
+    return Vocoder(generator, mel, dev, description)
+
+
+def predict(mel: np.ndarray | torch.Tensor, vocoder: Vocoder, where=None) -> np.ndarray:
+    """Log-mel (n_mels, T) or (B, n_mels, T) -> waveform float32 (T * hop,) or (B, T * hop) in [-1, 1]."""
+    x = torch.as_tensor(np.asarray(mel, dtype=np.float32) if not torch.is_tensor(mel) else mel).float()
+    check_mel_tensor(x, vocoder.mel, where)
+    single = x.dim() == 2
+    with torch.inference_mode():
+        wav = vocoder.generator((x[None] if single else x).to(vocoder.device))  # (B, 1, T * hop)
+    wav = wav.clamp(-1.0, 1.0)[:, 0].float().cpu().numpy()
+    return wav[0] if single else wav
+
+
+def read_mel(path: str | Path, n_mels: int | None = None) -> np.ndarray:
+    """A `.npy` mel (n_mels, T) (a leading batch axis of 1 is dropped) -> float32; BadInput when unusable."""
+    try:
+        mel = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        raise BadInput(path, "file not found") from None
+    except Exception as exc:  # ValueError (pickled/object arrays, bad header), OSError, EOFError
+        raise BadInput(path, f"not a readable .npy array ({type(exc).__name__})") from None
+    if mel.ndim == 3 and mel.shape[0] == 1:
+        mel = mel[0]
+    if not (np.issubdtype(mel.dtype, np.floating) or np.issubdtype(mel.dtype, np.integer)):
+        raise BadInput(path, f"mel has dtype {mel.dtype}; a numeric (n_mels, frames) array is expected")
+    mel = mel.astype(np.float32)
+    if mel.ndim == 2 and not np.all(np.isfinite(mel)):
+        raise BadInput(path, "mel holds NaN or infinite values")
+    return mel
+
+
+def predict_from_file(path: str | Path, vocoder: Vocoder) -> np.ndarray:
+    """`.npy` mel (n_mels, T) -> waveform (T * hop,)."""
+    return predict(read_mel(path), vocoder, where=path)
+
+
+def predict_from_files_to_files(jobs: list, vocoder: Vocoder, subtype: str = "pcm16", on_done=None,
+                                fail_fast: bool = True, out: Path | None = None):
+    """Every `Job(src .npy, dst .wav)` with one loaded vocoder; returns `voxtool.batch.BatchResults` (a bad mel is
+    one `error: <file>: <problem>` line and the batch goes on unless `fail_fast`)."""
+    from voxtool.audio.io import save_audio
+    from voxtool.batch import run_jobs
+
+    if subtype not in SUBTYPES:
+        raise BadInput(None, f"unknown sample format '{subtype}' (choose {', '.join(SUBTYPES)})")
+
+    def work(job) -> dict:
+        wav = predict_from_file(job.src, vocoder)
+        save_audio(job.dst, wav, vocoder.sample_rate, subtype=SUBTYPES[subtype])
+        return {"input": str(job.src), "output": str(job.dst), "samples": int(len(wav)),
+                "seconds": round(len(wav) / vocoder.sample_rate, 4)}
+
+    advance = (lambda n=1: on_done()) if on_done else None
+    return run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
