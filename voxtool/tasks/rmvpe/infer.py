@@ -352,9 +352,9 @@ def predict_from_file(
                 saliences.append(core_part.astype(np.float16))
             return
         f, c = model.f0_windows(waves, threshold)
-        for row, w in enumerate(group):
-            f0s.append(f[row, w.core_start - w.start : w.core_stop - w.start])
-            confs.append(c[row, w.core_start - w.start : w.core_stop - w.start])
+        for row, w in enumerate(group):  # copies: a view would keep the whole batch's buffers alive
+            f0s.append(f[row, w.core_start - w.start : w.core_stop - w.start].copy())
+            confs.append(c[row, w.core_start - w.start : w.core_stop - w.start].copy())
 
     # Windows are planned as the audio arrives: while the file goes on past a window (and one more frame), its
     # total frame count is more than the window's end, so plan_windows would place that window at a - context as
