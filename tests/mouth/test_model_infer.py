@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import numpy as np
 import pytest
 import torch
 
+from tests.conftest import seeded
 from tests.mouth.conftest import TRAIN_STEPS, truth_on
 from voxtool.audio.io import load_audio
 from voxtool.audio.mel import LogMel
@@ -59,16 +61,28 @@ def test_smoothing_keeps_constants_and_length():
 
 
 def test_tiny_model_beats_the_loudness_baseline_on_an_unseen_singer(corpus, trained):
-    """mouth-tiny, trained for a few seconds, tracks the mouth of a singer it never heard far better than loudness."""
+    """mouth-tiny, trained for a few seconds, tracks the mouth of a singer it never heard far better than loudness:
+    it leaves at most half the variance unexplained that loudness leaves (1 - r^2).
+
+    Loudness is a strong cue on some takes and useless on others (VOXTOOL_TEST_SEED 0-9: r 0.04-0.83; an untrained
+    network -0.53..0.49); the trained model reached r 0.86-0.96, i.e. 3.2-11.6x less unexplained variance."""
     pred = load_predictor(trained)
     audio = load_audio(corpus.unseen_wav, sr=16000)
     p = predict(audio, 16000, pred)
     truth = truth_on(corpus.unseen_take, p.frame_times)
     r_model = pearson(p.curve, truth)
     r_loud = pearson(loudness_db(audio, 16000, p.frame_times), truth)
-    print(f"unseen singer: model r={r_model:.3f}, loudness baseline r={r_loud:.3f}")
-    assert r_model > 0.75, (r_model, r_loud)
-    assert r_model > r_loud + 0.25, (r_model, r_loud)
+    fresh = copy.deepcopy(pred)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seeded(0))
+        for module in fresh.model.modules():
+            if module is not fresh.model and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+    r_untrained = pearson(predict(audio, 16000, fresh).curve, truth)
+    print(f"unseen singer: model r={r_model:.3f}, loudness baseline r={r_loud:.3f}, untrained r={r_untrained:.3f}, "
+          f"unexplained variance loudness/model {(1 - r_loud**2) / (1 - r_model**2):.2f}")
+    assert r_model > 0.7, (r_model, r_loud)
+    assert 1 - r_model**2 < 0.5 * (1 - r_loud**2), (r_model, r_loud)
 
 
 def test_chunk_seams_stay_within_0_01_of_whole_file(corpus, trained):
@@ -79,6 +93,7 @@ def test_chunk_seams_stay_within_0_01_of_whole_file(corpus, trained):
     whole = predict_mel(pred, mel, chunk_frames=len(mel) + 1)
     chunked = predict_mel(pred, mel, chunk_frames=200)  # seams every 4 s, default context
     assert len(mel) > 1400
+    print(f"mouth chunk seams: max |chunked - whole| {np.abs(chunked - whole).max():.5f}")
     assert np.abs(chunked - whole).max() < 0.01
 
 
@@ -102,7 +117,10 @@ def test_end_to_end_cli_outputs(corpus, trained, tmp_path, capsys):
     )
     curve30 = np.load(npy_out)
     assert curve30.dtype == np.float32 and curve30.shape == (int(np.floor(duration * 30)) + 1,)
-    np.testing.assert_allclose(curve30, np.interp(np.arange(len(curve30)) / 30, rows[:, 0], rows[:, 1]), atol=0.02)
+    # both are linear resamplings of the same native-rate curve, so they differ by the interpolation error only
+    # (seeds 0-9: up to 0.016); a grid off by half a 30 fps frame differs by 0.13-0.31
+    expected30 = np.interp(np.arange(len(curve30)) / 30, rows[:, 0], rows[:, 1])
+    np.testing.assert_allclose(curve30, expected30, atol=0.05)
 
     assert main(["infer", "mouth", wav, "--model", str(trained), "--out", str(json_out), "--fps", "60",
                  "--smooth", "0.12", "--clip"]) == 0  # fmt: skip

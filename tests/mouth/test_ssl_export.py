@@ -111,7 +111,8 @@ def test_onnx_export_parity_and_inference(corpus, trained, tmp_path, rate):
                  "--quiet"]) == 0  # fmt: skip
     from voxtool.tasks.mouth.export import OnnxPredictor, verify_onnx
 
-    assert verify_onnx(trained, onnx_path) < 1e-4  # onnxruntime vs torch on the same graph
+    parity = verify_onnx(trained, onnx_path)
+    assert parity < 1e-4  # onnxruntime vs torch on the same graph
     assert OnnxPredictor(onnx_path).sample_rate == rate
     wav = str(corpus.unseen_wav)
     assert main(["infer", "mouth", wav, "--model", str(onnx_path), "--out", str(tmp_path / "onnx.csv"), "--fps", "30",
@@ -125,6 +126,7 @@ def test_onnx_export_parity_and_inference(corpus, trained, tmp_path, rate):
     np.testing.assert_array_equal(a[:, 0], b[:, 0])
     # same model; at 44.1 kHz the graph's sinc resampler differs slightly from soxr near the edges
     tol = 1e-3 if rate == 16000 else 0.05
+    print(f"mouth onnx {rate} Hz: verify_onnx {parity:.2e}, max |onnx - torch| {np.abs(a[:, 1] - b[:, 1]).max():.5f}")
     assert np.abs(a[:, 1] - b[:, 1]).max() < tol
     assert main(["infer", "mouth", wav, "--model", str(tmp_path / "none.onnx"), "--quiet"]) == 2
 
