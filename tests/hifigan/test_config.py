@@ -40,3 +40,13 @@ def test_inconsistent_presets_are_refused():
     with pytest.raises(BadInput, match="hop"):
         load_config(HifiganConfig, "hifigan-22k", ["generator.upsample_rates=[10, 4, 2, 2]",
                                                     "generator.upsample_kernel_sizes=[20, 8, 4, 4]"], task="hifigan")
+
+
+def test_cli_and_config_modules_import_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, voxtool.tasks.hifigan.cli, voxtool.tasks.hifigan.config; "
+            "print('torch' in sys.modules, 'numpy' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ["False", "False"], out.stderr
