@@ -7,8 +7,9 @@
   The network is timed for `pinyin` (15x5) and `pinyin-5x5` (random weights: its speed does not depend on them);
   decoding (greedy, prefix beam 8) is timed on the posteriors of a pinyin-tiny model trained in this process
   (peaky, like any trained CTC model) and, as a worst case, on the random models' flat posteriors.
-  rtf_greedy / rtf_beam8 = network + decoder; the trained tiny model is also timed through `transcribe` as a
-  whole (network + decoding + forced alignment into segments). Ratios: beam 8 / greedy, 5x5 / 15x5.
+  rtf_greedy / rtf_beam8 = network + decoder; the trained tiny model is also timed through `predict` (what
+  `transcribe pinyin` runs per file) as a whole: network + decoding + forced alignment into segments. Ratios:
+  beam 8 / greedy, 5x5 / 15x5.
 - train: optimiser steps/s for pinyin-tiny (batch 16 x ~2 s), pinyin-5x5 and pinyin (batch 4 x 4 s); ratios vs
   tiny.
 - blank: pinyin-tiny trained on the synthetic tonal language (same data, seed and steps) with the blank loss off
@@ -44,9 +45,10 @@ def _median_time(fn, runs: int) -> float:
 def _loaded_model(preset: str, device: str):
     from voxtool.audio.mel import LogMel
     from voxtool.presets import load_config
+    from voxtool.tasks.pinyin.config import PinyinConfig
     from voxtool.tasks.pinyin.infer import LoadedModel
+    from voxtool.tasks.pinyin.model import build_model
     from voxtool.tasks.pinyin.tokens import Vocab
-    from voxtool.tasks.pinyin.train import PinyinConfig, build_model
 
     cfg = load_config(PinyinConfig, preset, [], task="pinyin")
     torch.manual_seed(0)
@@ -58,7 +60,7 @@ def bench_rtf(runs: int, device: str, trained: Path | None) -> dict:
     """Network and decoder real-time factors, measured apart (decoding cost depends only on the posteriors)."""
     from voxtool.tasks.pinyin import synth
     from voxtool.tasks.pinyin.decode import greedy_decode, prefix_beam_search
-    from voxtool.tasks.pinyin.infer import emissions, load_model, transcribe
+    from voxtool.tasks.pinyin.infer import emissions, load_model, predict
 
     rng = np.random.default_rng(0)
     pieces = []
@@ -75,19 +77,19 @@ def bench_rtf(runs: int, device: str, trained: Path | None) -> dict:
 
     peaky = None
     if trained is not None:
-        lm = load_model(trained, device)
-        peaky = emissions(audio, synth.SR, lm)
-        row = {"rtf_network": _median_time(lambda: emissions(audio, synth.SR, lm), runs) / seconds,
+        model = load_model(trained, device)
+        peaky = emissions(model, audio, synth.SR)
+        row = {"rtf_network": _median_time(lambda: emissions(model, audio, synth.SR), runs) / seconds,
                **decoders(peaky)}
         for beam in (1, 8):  # the whole command path: network + decoding + forced alignment into segments
-            row[f"rtf_transcribe_beam{beam}"] = _median_time(lambda b=beam: transcribe(audio, synth.SR, lm, b),
+            row[f"rtf_transcribe_beam{beam}"] = _median_time(lambda b=beam: predict(model, audio, synth.SR, beam=b),
                                                              runs) / seconds
         out["pinyin-tiny (trained)"] = row
     for preset in ("pinyin", "pinyin-5x5"):
-        lm = _loaded_model(preset, device)
-        emissions(audio, synth.SR, lm)  # warm-up
-        row = {"rtf_network": _median_time(lambda m=lm: emissions(audio, synth.SR, m), runs) / seconds}
-        flat = emissions(audio, synth.SR, lm)
+        model = _loaded_model(preset, device)
+        emissions(model, audio, synth.SR)  # warm-up
+        row = {"rtf_network": _median_time(lambda m=model: emissions(m, audio, synth.SR), runs) / seconds}
+        flat = emissions(model, audio, synth.SR)
         row["flat_posteriors"] = decoders(flat)  # random weights: worst case for the beam
         if peaky is not None:  # a trained model's posteriors: what decoding really costs
             dec = out["pinyin-tiny (trained)"]
@@ -113,8 +115,9 @@ def _train_step(model, opt, feats, lens, targets, tlens, device: str) -> None:
 
 def bench_train(runs: int, device: str) -> dict:
     from voxtool.presets import load_config
+    from voxtool.tasks.pinyin.config import PinyinConfig
     from voxtool.tasks.pinyin.losses import NovoGrad
-    from voxtool.tasks.pinyin.train import PinyinConfig, build_model
+    from voxtool.tasks.pinyin.model import build_model
 
     out = {}
     for preset, batch, frames in (("pinyin-tiny", 16, 200), ("pinyin-5x5", 4, 400), ("pinyin", 4, 400)):
@@ -139,9 +142,10 @@ def bench_blank(steps: int, device: str, keep: Path | None) -> dict:
     from voxtool.options import TrainOptions
     from voxtool.presets import load_config
     from voxtool.tasks.pinyin import synth
-    from voxtool.tasks.pinyin.data import prepare
+    from voxtool.tasks.pinyin.config import PinyinConfig
     from voxtool.tasks.pinyin.infer import align, evaluate_dataset, load_model
-    from voxtool.tasks.pinyin.train import PinyinConfig, PinyinTrainTask
+    from voxtool.tasks.pinyin.prep import prepare
+    from voxtool.tasks.pinyin.train import PinyinTrainTask
     from voxtool.training.run import train_from_options
 
     tmp = Path(tempfile.mkdtemp(prefix="pinyin-bench-"))
@@ -157,8 +161,8 @@ def bench_blank(steps: int, device: str, keep: Path | None) -> dict:
             t = time.perf_counter()
             train_from_options(PinyinTrainTask, PinyinConfig, tmp / "ds", opts, default_preset="pinyin-tiny")
             train_s = time.perf_counter() - t
-            m = evaluate_dataset(tmp / "runs" / label, tmp / "ds", "test", device=device)
-            lm = load_model(tmp / "runs" / label, device)
+            model = load_model(tmp / "runs" / label, device)
+            m = evaluate_dataset(model, tmp / "ds", "test", device=device).metrics
             row = {"weight": weight, "test_ser": m["ser"], "test_ter": m["ter"], "blank_share": m["blank_share"],
                    "train_seconds": train_s}
             for mode in ("posterior", "ctc"):
@@ -166,7 +170,7 @@ def bench_blank(steps: int, device: str, keep: Path | None) -> dict:
                 err, phone = [], []
                 for _ in range(30):
                     wav, segs = synth.make_utterance(rng)
-                    tr = align(wav, synth.SR, lm, " ".join(s.pinyin for s in segs), boundaries=mode)
+                    tr = align(model, wav, synth.SR, " ".join(s.pinyin for s in segs), boundaries=mode)
                     for truth, got in zip(segs, tr.segments, strict=True):
                         err += [abs(got.start - truth.start), abs(got.end - truth.end)]
                         if len(got.phones) == 2:

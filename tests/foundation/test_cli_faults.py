@@ -58,8 +58,9 @@ def models(tmp_path_factory) -> dict[str, Path]:
     """Untrained tiny models of each task in the files inference reads (a run folder for mouth)."""
     from voxtool.tasks.mouth.data import mel_config
     from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, MouthModelConfig
+    from voxtool.tasks.pinyin.config import PinyinConfig
+    from voxtool.tasks.pinyin.model import build_model
     from voxtool.tasks.pinyin.tokens import Vocab
-    from voxtool.tasks.pinyin.train import PinyinConfig, build_model
     from voxtool.tasks.rmvpe.model import E2E0, RmvpeArch
     from voxtool.training.modelfile import save_model_file
 

@@ -64,7 +64,8 @@ def mouth_model(path: Path) -> Path:
 def pinyin_model(path: Path) -> Path:
     from voxtool.presets import load_config
     from voxtool.tasks.pinyin.tokens import Vocab
-    from voxtool.tasks.pinyin.train import PinyinConfig, build_model
+    from voxtool.tasks.pinyin.config import PinyinConfig
+    from voxtool.tasks.pinyin.model import build_model
     from voxtool.training.modelfile import save_model_file
 
     cfg = load_config(PinyinConfig, "pinyin-tiny", [], task="pinyin")
@@ -368,8 +369,8 @@ def test_mouth_dataset_header_is_checked(tmp_path):
 
 def pinyin_dataset(root: Path, n_items: int = 2) -> Path:
     from voxtool.presets import load_config
-    from voxtool.tasks.pinyin.data import _dataset_header
-    from voxtool.tasks.pinyin.train import PinyinConfig
+    from voxtool.tasks.pinyin.config import PinyinConfig
+    from voxtool.tasks.pinyin.prep import _dataset_header
 
     cfg = load_config(PinyinConfig, "pinyin-tiny", [], task="pinyin")
     (root / "items").mkdir(parents=True)

@@ -81,7 +81,7 @@ def test_folder_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
     """A dataset folder `pinyin/` (or `mouth/`) in the working folder used to be taken for the preset file and the
     default preset failed with 'preset file not found'. Only `*.toml` or a path with a separator is a file."""
     from voxtool.tasks.mouth.train import MouthConfig
-    from voxtool.tasks.pinyin.train import PinyinConfig
+    from voxtool.tasks.pinyin.config import PinyinConfig
 
     for name in ("pinyin", "mouth", "rmvpe.toml"):
         (tmp_path / name).mkdir()
@@ -240,7 +240,7 @@ def _task_configs():
     from voxtool.tasks.hifigan.config import HifiganConfig
     from voxtool.tasks.mouth.ssl import MouthSSLConfig
     from voxtool.tasks.mouth.train import MouthConfig
-    from voxtool.tasks.pinyin.train import PinyinConfig
+    from voxtool.tasks.pinyin.config import PinyinConfig
     from voxtool.tasks.rmvpe.config import RmvpeConfig
 
     return {"mouth": MouthConfig, "mouth-ssl": MouthSSLConfig, "pinyin": PinyinConfig, "rmvpe": RmvpeConfig,
@@ -278,12 +278,12 @@ def _numeric_leaves(model_cls, prefix=()):
 
 
 def _nested(path, value):
-    from voxtool.tasks.pinyin.config import BlockConfig
+    from voxtool.tasks.pinyin.config import BlockSection
 
     out = value
     for key in reversed(path):
         if isinstance(key, int):  # a list of sections: one valid entry carrying the value
-            out = [{**BlockConfig(filters=8, kernel=3).model_dump(), **out}]
+            out = [{**BlockSection(filters=8, kernel=3).model_dump(), **out}]
         else:
             out = {key: out}
     return out

@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from voxtool.errors import BadInput
-from voxtool.tasks.pinyin.config import FeatureConfig, TextConfig
+from voxtool.tasks.pinyin.config import FeaturesSection, TextSection
 from voxtool.tasks.pinyin.corpora import read_corpus
-from voxtool.tasks.pinyin.data import PinyinDataset, load_item, prepare, read_list, speaker_split
+from voxtool.tasks.pinyin.data import PinyinDataset, load_item, read_list
+from voxtool.tasks.pinyin.prep import prepare, speaker_split
 from voxtool.tasks.pinyin.tokens import Vocab
 
 
@@ -88,7 +89,7 @@ def test_speaker_split_is_seeded_and_disjoint():
 @pytest.mark.parametrize("name", ["aishell", "aidatatang", "stcmds", "primewords", "aishell3", "tsv"])
 def test_prepare_every_format(corpus_tree, tmp_path, name):
     out = tmp_path / "ds"
-    result = prepare(name, [corpus_tree(name)], out, feat=FeatureConfig(), text_cfg=TextConfig(), valid_frac=0.25,
+    result = prepare(name, [corpus_tree(name)], out, feat=FeaturesSection(), text_cfg=TextSection(), valid_frac=0.25,
                      test_frac=0.25)
     header = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert header["vocab"]["version"] == "pinyin-v1" and header["features"]["mel"]["n_mels"] == 64
@@ -116,15 +117,15 @@ def test_prepare_every_format(corpus_tree, tmp_path, name):
 
 def test_add_merges_corpora_and_refuses_silent_overwrite(corpus_tree, tmp_path):
     out = tmp_path / "ds"
-    prepare("aishell3", [corpus_tree("aishell3")], out, feat=FeatureConfig(), text_cfg=TextConfig())
+    prepare("aishell3", [corpus_tree("aishell3")], out, feat=FeaturesSection(), text_cfg=TextSection())
     n_before = sum(len(read_list(out, s)) for s in ("train", "valid", "test"))
     with pytest.raises(BadInput, match="--add"):
-        prepare("tsv", [corpus_tree("tsv")], out, feat=FeatureConfig(), text_cfg=TextConfig())
-    prepare("tsv", [corpus_tree("tsv")], out, feat=FeatureConfig(), text_cfg=TextConfig(), add=True, workers=2)
+        prepare("tsv", [corpus_tree("tsv")], out, feat=FeaturesSection(), text_cfg=TextSection())
+    prepare("tsv", [corpus_tree("tsv")], out, feat=FeaturesSection(), text_cfg=TextSection(), add=True, workers=2)
     entries = [p for s in ("train", "valid", "test") for p in read_list(out, s)]
     assert len(entries) == n_before + 6 and any(p.startswith("items/tsv/") for p in entries)
     header = json.loads((out / "dataset.json").read_text(encoding="utf-8"))
     assert [s["corpus"] for s in header["sources"]] == ["aishell3", "tsv"]
-    other = FeatureConfig.model_validate({"mel": {"n_mels": 80}})
+    other = FeaturesSection.model_validate({"mel": {"n_mels": 80}})
     with pytest.raises(BadInput, match="features settings differ"):
-        prepare("tsv", [corpus_tree("tsv")], out, feat=other, text_cfg=TextConfig(), add=True)
+        prepare("tsv", [corpus_tree("tsv")], out, feat=other, text_cfg=TextSection(), add=True)

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tests.conftest import torch_threads
-from voxtool.tasks.pinyin.config import BlankLossConfig, ModelConfig
+from voxtool.tasks.pinyin.config import BlankLossSection, ModelSection
 from voxtool.tasks.pinyin.decode import (
     AlignmentError,
     forced_align,
@@ -94,11 +94,11 @@ def test_blank_loss_drops_the_largest_fifth_and_hinges_the_rest():
     # one utterance, 10 frames, blank probabilities 0.95 (x2), 0.9, 0.7, 0.3 (x6); margin 0.5, drop 20% = 2
     p = torch.tensor([0.95, 0.95, 0.9, 0.7, 0.3, 0.3, 0.3, 0.3, 0.3, 0.3])
     lp = torch.log(torch.stack([p, 1 - p], dim=-1))[None]
-    loss = blank_loss(lp, torch.tensor([10]), BlankLossConfig(weight=1.0, margin=0.5))
+    loss = blank_loss(lp, torch.tensor([10]), BlankLossSection(weight=1.0, margin=0.5))
     assert float(loss) == pytest.approx((0.4 + 0.2) / 8, abs=1e-6)
     # padded frames never count
     lp_pad = torch.cat([lp, torch.log(torch.tensor([[[0.99, 0.01]] * 5]))], dim=1)
-    assert float(blank_loss(lp_pad, torch.tensor([10]), BlankLossConfig(weight=1.0))) == pytest.approx(float(loss))
+    assert float(blank_loss(lp_pad, torch.tensor([10]), BlankLossSection(weight=1.0))) == pytest.approx(float(loss))
 
 
 def test_ctc_loss_is_finite_when_an_item_cannot_align():
@@ -119,7 +119,7 @@ def test_novograd_minimises_a_quadratic():
 
 
 def test_quartznet_shapes_stride_and_batch_independence():
-    cfg = ModelConfig(c1_filters=16, c1_kernel=5, blocks=[{"filters": 16, "kernel": 5}], block_repeat=1,
+    cfg = ModelSection(c1_filters=16, c1_kernel=5, blocks=[{"filters": 16, "kernel": 5}], block_repeat=1,
                       sub_blocks=2, c2_filters=16, c2_kernel=7, c3_filters=24)
     model = QuartzNet(cfg, 64, 10).eval()
     x = torch.randn(2, 64, 101)
@@ -131,8 +131,8 @@ def test_quartznet_shapes_stride_and_batch_independence():
 
 
 def test_published_sizes():
-    assert 18.0e6 < count_parameters(QuartzNet(ModelConfig(), 64, 223)) < 19.5e6  # 15x5 ~ 18.9 M
-    assert 6.5e6 < count_parameters(QuartzNet(ModelConfig(block_repeat=1), 64, 223)) < 7.2e6  # 5x5 ~ 6.7 M
+    assert 18.0e6 < count_parameters(QuartzNet(ModelSection(), 64, 223)) < 19.5e6  # 15x5 ~ 18.9 M
+    assert 6.5e6 < count_parameters(QuartzNet(ModelSection(block_repeat=1), 64, 223)) < 7.2e6  # 5x5 ~ 6.7 M
 
 
 def test_error_rates():
@@ -144,7 +144,7 @@ def test_error_rates():
 
 
 def test_blank_padding_and_spec_augment():
-    from voxtool.tasks.pinyin.config import AugmentConfig
+    from voxtool.tasks.pinyin.config import AugmentSection
     from voxtool.tasks.pinyin.data import Item, collate
     from voxtool.tasks.pinyin.losses import spec_augment
 
@@ -155,10 +155,10 @@ def test_blank_padding_and_spec_augment():
     assert feats.shape == (2, 64, 40) and lens.tolist() == [40, 30] and tlens.tolist() == [3, 4]
     assert torch.allclose(feats[0, :, :5], torch.from_numpy(items[0].mel.min(axis=1, keepdims=True)).expand(64, 5))
     assert torch.equal(feats[0, :, 5:35], torch.from_numpy(items[0].mel))
-    aug = spec_augment(feats, lens, AugmentConfig(freq_masks=2, freq_width=10, time_masks=2, time_width=0.2), rng)
+    aug = spec_augment(feats, lens, AugmentSection(freq_masks=2, freq_width=10, time_masks=2, time_width=0.2), rng)
     changed = (aug != feats)
     assert changed.any() and not changed[1, :, 30:].any()  # padding is never touched
-    assert torch.equal(spec_augment(feats, lens, AugmentConfig(freq_masks=0, time_masks=0), rng), feats)
+    assert torch.equal(spec_augment(feats, lens, AugmentSection(freq_masks=0, time_masks=0), rng), feats)
 
 
 def test_blank_free_starts_move_boundaries_off_late_spikes():

@@ -20,11 +20,14 @@ from tests.conftest import TRAIN_SEED, seeded
 from voxtool.options import TrainOptions
 from voxtool.presets import load_config
 from voxtool.tasks.pinyin import synth
-from voxtool.tasks.pinyin.data import PinyinDataset, prepare
-from voxtool.tasks.pinyin.infer import LoadedModel, align, evaluate_dataset, load_model, transcribe
+from voxtool.tasks.pinyin.config import PinyinConfig
+from voxtool.tasks.pinyin.data import PinyinDataset
+from voxtool.tasks.pinyin.infer import LoadedModel, align, evaluate_dataset, load_model, predict
 from voxtool.tasks.pinyin.metrics import error_rates
+from voxtool.tasks.pinyin.model import build_model
+from voxtool.tasks.pinyin.prep import prepare
 from voxtool.tasks.pinyin.tokens import Vocab, parse_syllable, pinyin_to_units, units_to_tokens
-from voxtool.tasks.pinyin.train import PinyinConfig, PinyinTrainTask, build_model
+from voxtool.tasks.pinyin.train import PinyinTrainTask
 from voxtool.training.run import train_from_options
 
 
@@ -66,9 +69,9 @@ def chance_rates(data: Path, seed: int = 0) -> dict[str, float]:
 
 
 def test_learns_far_below_chance(trained):
-    metrics = evaluate_dataset(trained["run"], trained["data"], "test")
+    metrics = evaluate_dataset(trained["run"], trained["data"], "test").metrics
     chance = chance_rates(trained["data"], seed=seeded(0))
-    beam = evaluate_dataset(trained["run"], trained["data"], "test", beam=4)
+    beam = evaluate_dataset(trained["run"], trained["data"], "test", beam=4).metrics
     best = trained["summary"]["best"]
     print(f"pinyin test: ser {metrics['ser']:.3f} ter {metrics['ter']:.3f} (beam 4: ser {beam['ser']:.3f}), "
           f"best valid/ser {best['value']:.3f}; chance ser {chance['ser']:.3f} ter {chance['ter']:.3f}")
@@ -91,7 +94,7 @@ def test_transcribes_fresh_audio(trained):
         refs, hyps = [], []
         for _ in range(10):
             wav, segs = synth.make_utterance(rng)
-            tr = transcribe(wav, synth.SR, model)
+            tr = predict(model, wav, synth.SR)
             refs.append([parse_syllable(s.pinyin).strict for s in segs])
             hyps.append([parse_syllable(s.pinyin).strict if "+" not in s.pinyin else s.pinyin for s in tr.segments])
             if model is lm:
@@ -109,7 +112,7 @@ def boundary_errors(lm: LoadedModel, n: int = 20, check: bool = True) -> tuple[n
     starts, ends = [], []
     for _ in range(n):
         wav, segs = synth.make_utterance(rng)
-        tr = align(wav, synth.SR, lm, " ".join(s.pinyin for s in segs))
+        tr = align(lm, wav, synth.SR, " ".join(s.pinyin for s in segs))
         assert [s.pinyin for s in tr.segments] == [s.pinyin for s in segs] and tr.aligned
         for truth, got in zip(segs, tr.segments, strict=True):
             starts.append(got.start - truth.start)
@@ -154,7 +157,7 @@ def test_lyrics_folder_mirrors_the_inputs(trained, tmp_path):
     import soundfile as sf
 
     from voxtool.errors import BadInput
-    from voxtool.tasks.pinyin.infer import transcribe_paths
+    from voxtool.tasks.pinyin.infer import predict_from_files_to_files
 
     rng = np.random.default_rng(5)
     expected = {}
@@ -165,14 +168,15 @@ def test_lyrics_folder_mirrors_the_inputs(trained, tmp_path):
         sf.write(tmp_path / "in" / f"{rel}.wav", wav, synth.SR)
         (tmp_path / "lyrics" / f"{rel}.txt").write_text(" ".join(s.pinyin for s in segs), encoding="utf-8")
         expected[rel] = [s.pinyin for s in segs]
-    done = transcribe_paths([str(tmp_path / "in")], tmp_path / "out", trained["run"], text=tmp_path / "lyrics")
+    done = predict_from_files_to_files(trained["run"], [str(tmp_path / "in")], out=tmp_path / "out",
+                                       text=tmp_path / "lyrics")
     assert len(done) == 2 and all(d["aligned"] for d in done)
     for rel, pinyins in expected.items():
         rows = (tmp_path / "out" / f"{rel}.csv").read_text(encoding="utf-8").splitlines()
         assert rows[0] == "start,end,pinyin,text" and [r.split(",")[2] for r in rows[1:]] == pinyins
     (tmp_path / "lyrics" / "a" / "x.txt").unlink()
     with pytest.raises(BadInput, match="no lyrics"):
-        transcribe_paths([str(tmp_path / "in")], tmp_path / "out2", trained["run"], text=tmp_path / "lyrics")
+        predict_from_files_to_files(trained["run"], [str(tmp_path / "in")], out=tmp_path / "out2", text=tmp_path / "lyrics")
 
 
 def test_hanzi_lyrics_align_per_character(trained):
@@ -182,13 +186,13 @@ def test_hanzi_lyrics_align_per_character(trained):
     rng = np.random.default_rng(seeded(11))
     syllables = [("b", "a", 1), ("sh", "i", 4), ("sh", "u", 1), ("s", "u", 1), ("m", "u", 4), ("", "i", 1)]
     wav, segs = synth.make_utterance(rng, syllables=syllables)
-    tr = align(wav, synth.SR, lm, "八是书，苏木衣。")
+    tr = align(lm, wav, synth.SR, "八是书，苏木衣。")
     assert [s.text for s in tr.segments] == list("八是书苏木衣")
     assert [s.pinyin for s in tr.segments] == ["ba1", "shi4", "shu1", "su1", "mu4", "yi1"]
-    as_pinyin = align(wav, synth.SR, lm, "ba1 shi4 shu1 su1 mu4 yi1")
+    as_pinyin = align(lm, wav, synth.SR, "ba1 shi4 shu1 su1 mu4 yi1")
     assert [(s.start, s.end) for s in tr.segments] == [(s.start, s.end) for s in as_pinyin.segments]
     errors = np.array([g.start - t.start for g, t in zip(tr.segments, segs, strict=True)])
-    untrained = align(wav, synth.SR, untrained_like(lm), "八是书，苏木衣。")
+    untrained = align(untrained_like(lm), wav, synth.SR, "八是书，苏木衣。")
     base = np.array([g.start - t.start for g, t in zip(untrained.segments, segs, strict=True)])
     print(f"pinyin hanzi start errors (ms): trained {np.round(1000 * errors).tolist()} spread "
           f"{1000 * spread(errors):.1f}; untrained spread {1000 * spread(base):.1f}")

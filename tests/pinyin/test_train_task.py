@@ -8,8 +8,9 @@ import torch
 
 from voxtool.errors import BadInput
 from voxtool.presets import load_config
-from voxtool.tasks.pinyin.data import prepare
-from voxtool.tasks.pinyin.train import PinyinConfig, PinyinTrainTask
+from voxtool.tasks.pinyin.config import PinyinConfig
+from voxtool.tasks.pinyin.prep import prepare
+from voxtool.tasks.pinyin.train import PinyinTrainTask
 from voxtool.training.task import RunEnv, StepContext
 
 

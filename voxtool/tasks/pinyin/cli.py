@@ -1,6 +1,6 @@
 """`pinyin` task commands: prep aishell|aidatatang|stcmds|primewords|aishell3|tsv, train, transcribe, eval.
 
-Thin wrappers: the work is in corpora.py, data.py, train.py and infer.py. No heavy imports at module level.
+Thin wrappers: the work is in corpora.py, prep.py, train.py and infer.py. No heavy imports at module level.
 """
 
 from pathlib import Path
@@ -44,8 +44,8 @@ def _prep_command(corpus: str):
         from voxtool.errors import BadInput
         from voxtool.inputs import check_dataset_out
         from voxtool.presets import load_config
-        from voxtool.tasks.pinyin.data import prepare
-        from voxtool.tasks.pinyin.train import PinyinConfig
+        from voxtool.tasks.pinyin.config import PinyinConfig  # no torch: a bad preset fails fast
+        from voxtool.tasks.pinyin.prep import prepare
 
         if len(paths) < 2:
             raise BadInput(None, "give at least one corpus path and the OUT folder")
@@ -82,7 +82,8 @@ def train(
     opts: TrainOptions,
 ) -> None:
     """Train the QuartzNet pinyin CTC model (presets pinyin = 15x5, pinyin-5x5, pinyin-tiny)."""
-    from voxtool.tasks.pinyin.train import PinyinConfig, PinyinTrainTask
+    from voxtool.tasks.pinyin.config import PinyinConfig
+    from voxtool.tasks.pinyin.train import PinyinTrainTask
     from voxtool.training.run import train_from_options
 
     overrides = [] if blank_loss is None else [f"blank_loss.weight={blank_loss}"]
@@ -110,13 +111,13 @@ def transcribe(
     """Speech or singing -> pinyin syllables with times (start,end,pinyin), or lyrics -> character times."""
     from voxtool.console import emit_json, log, progress
     from voxtool.devices import resolve_device
-    from voxtool.tasks.pinyin.infer import transcribe_paths
+    from voxtool.tasks.pinyin.infer import predict_from_files_to_files
 
     dev = resolve_device(device).torch
     with progress(None, "transcribe pinyin") as advance:
-        results = transcribe_paths(inputs, out, model, text=text, beam=beam, fmt=fmt, device=dev,
-                                   skip_existing=skip_existing, boundaries=boundaries, advance=advance,
-                                   fail_fast=fail_fast)
+        results = predict_from_files_to_files(model, inputs, out=out, text=text, beam=beam, fmt=fmt, device=dev,
+                                              skip_existing=skip_existing, boundaries=boundaries, advance=advance,
+                                              fail_fast=fail_fast)
     if json_out:
         emit_json(results)
     else:
@@ -140,7 +141,7 @@ def evaluate(
     from voxtool.devices import resolve_device
     from voxtool.tasks.pinyin.infer import evaluate_dataset
 
-    metrics = evaluate_dataset(model, data, split, beam=beam, limit=limit, device=resolve_device(device).torch)
+    metrics = evaluate_dataset(model, data, split, beam=beam, limit=limit, device=resolve_device(device).torch).metrics
     if json_out:
         emit_json({"split": split, **metrics})
     else:
@@ -156,5 +157,5 @@ plugin = TaskPlugin(
         "transcribe": {"pinyin": transcribe},
         "eval": {"pinyin": evaluate},
     },
-    config="voxtool.tasks.pinyin.train:PinyinConfig",
+    config="voxtool.tasks.pinyin.config:PinyinConfig",
 )

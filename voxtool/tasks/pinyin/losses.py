@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from voxtool.tasks.pinyin.config import AugmentConfig, BlankLossConfig
+from voxtool.tasks.pinyin.config import AugmentSection, BlankLossSection
 
 
 def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Tensor, target_lens: torch.Tensor,
@@ -19,7 +19,7 @@ def ctc_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, targets: torch.Ten
                                         reduction="mean", zero_infinity=True)
 
 
-def blank_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, cfg: BlankLossConfig, blank: int = 0
+def blank_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, cfg: BlankLossSection, blank: int = 0
                ) -> torch.Tensor:
     """The log's blank loss (reconstructed; see docs/pinyin.md).
 
@@ -41,7 +41,7 @@ def blank_loss(log_probs: torch.Tensor, out_lens: torch.Tensor, cfg: BlankLossCo
     return per_utt.mean()
 
 
-def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, cfg: AugmentConfig, rng: np.random.Generator
+def spec_augment(feats: torch.Tensor, lengths: torch.Tensor, cfg: AugmentSection, rng: np.random.Generator
                  ) -> torch.Tensor:
     """Frequency and time masks on raw log-mel (B, F, T); masked cells get the utterance's per-bin mean, which
     the model's per-feature normalisation maps to about zero (NeMo masks normalised features with zeros)."""

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from voxtool.tasks.pinyin.config import ModelConfig
+from voxtool.tasks.pinyin.config import ModelSection, PinyinConfig
+from voxtool.tasks.pinyin.tokens import Vocab
 
 
 def length_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
@@ -74,7 +75,7 @@ class QuartzBlock(nn.Module):
 class QuartzNet(nn.Module):
     """Log-mel (B, F, T) + lengths (B,) -> log-probabilities (B, T_out, n_classes) + output lengths (B,)."""
 
-    def __init__(self, cfg: ModelConfig, n_mels: int, n_classes: int):
+    def __init__(self, cfg: ModelSection, n_mels: int, n_classes: int):
         super().__init__()
         self.cfg = cfg
         self.stride = cfg.stride
@@ -112,3 +113,9 @@ class QuartzNet(nn.Module):
 
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
+
+
+def build_model(cfg: PinyinConfig, vocab: Vocab | None = None) -> QuartzNet:
+    """The task's network for a config: `cfg.features.mel.n_mels` inputs, one output per token of `vocab`."""
+    vocab = vocab or Vocab()
+    return QuartzNet(cfg.model, cfg.features.mel.n_mels, len(vocab))

@@ -7,55 +7,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field, model_validator
 
 from voxtool.console import log
 from voxtool.errors import BadInput
-from voxtool.presets import StrictModel
-from voxtool.tasks.pinyin.config import AugmentConfig, BlankLossConfig, FeatureConfig, ModelConfig, TextConfig
+from voxtool.tasks.pinyin.config import FeaturesSection, PinyinConfig, TextSection
 from voxtool.tasks.pinyin.data import PinyinDataset, collate
-from voxtool.tasks.pinyin.decode import greedy_decode
 from voxtool.tasks.pinyin.losses import NovoGrad, blank_loss, ctc_loss, spec_augment
-from voxtool.tasks.pinyin.metrics import error_rates
-from voxtool.tasks.pinyin.model import QuartzNet
-from voxtool.tasks.pinyin.tokens import Vocab
-from voxtool.training.config import TrainConfig
+from voxtool.tasks.pinyin.metrics import evaluate_items
+from voxtool.tasks.pinyin.model import build_model
 from voxtool.training.task import RunEnv, StepContext, TrainTask
-
-
-def default_train() -> TrainConfig:
-    return TrainConfig(lr=0.01, optimizer="adamw", betas=(0.8, 0.5), weight_decay=0.001, schedule="cosine",
-                       warmup_steps=1000, batch_size=32, steps=100000, grad_clip=1.0, valid_every=2000,
-                       best_metric="valid/ser", best_mode="min")
-
-
-class PinyinConfig(StrictModel):
-    features: FeatureConfig = Field(default_factory=FeatureConfig)
-    text: TextConfig = Field(default_factory=TextConfig)
-    model: ModelConfig = Field(default_factory=ModelConfig)
-    blank_loss: BlankLossConfig = Field(default_factory=BlankLossConfig)
-    augment: AugmentConfig = Field(default_factory=AugmentConfig)
-    novograd: bool = True  # NovoGrad (NeMo's choice for QuartzNet, lr 0.01); false = train.optimizer
-    valid_max_items: int = Field(1000, ge=1, le=10_000_000)
-    train: TrainConfig = Field(default_factory=default_train)
-
-    @model_validator(mode="after")
-    def _optimizer_is_used(self) -> PinyinConfig:
-        if not self.novograd:
-            return self
-        if self.train.optimizer != "adamw":  # adamw: the placeholder NovoGrad stands in for
-            raise ValueError(f"train.optimizer = {self.train.optimizer!r} is not used while novograd = true; "
-                             "set novograd = false to train with it")
-        over = self.train.optimizers.get("model")
-        if over is not None and over.optimizer is not None:
-            raise ValueError(f"train.optimizers.model.optimizer = {over.optimizer!r} is not used while novograd = "
-                             "true; set novograd = false to train with it")
-        return self
-
-
-def build_model(cfg: PinyinConfig, vocab: Vocab | None = None) -> QuartzNet:
-    vocab = vocab or Vocab()
-    return QuartzNet(cfg.model, cfg.features.mel.n_mels, len(vocab))
 
 
 class PinyinTrainTask(TrainTask):
@@ -69,15 +29,15 @@ class PinyinTrainTask(TrainTask):
         # [features] and [text] act at prep time: the dataset's must be the preset's, or the run's config.toml and
         # model.pt (whose [text] inference reads) would describe settings the model never saw
         header = self.train_set.header
-        header_feat = FeatureConfig.model_validate(header["features"])
+        header_feat = FeaturesSection.model_validate(header["features"])
         if header_feat.mel != config.features.mel:
             raise BadInput(data, "dataset features differ from the preset's [features.mel]; re-run prep with it")
         if header_feat.trim_db != config.features.trim_db:
             raise BadInput(data, f"dataset was trimmed at features.trim_db = {header_feat.trim_db:g}, the preset says "
                                  f"{config.features.trim_db:g}; re-run prep with the preset or set it to match")
         if "text" in header:
-            header_text = TextConfig.model_validate(header["text"])
-            for key in TextConfig.model_fields:
+            header_text = TextSection.model_validate(header["text"])
+            for key in TextSection.model_fields:
                 if getattr(header_text, key) != getattr(config.text, key):
                     raise BadInput(data, f"dataset was prepared with text.{key} = {getattr(header_text, key)!r}, "
                                          f"the preset says {getattr(config.text, key)!r}; re-run prep with the "
@@ -137,39 +97,8 @@ class PinyinTrainTask(TrainTask):
     @torch.no_grad()
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
         n = min(len(self.valid_set), self.config.valid_max_items if self.valid_set is not self.train_set else 50)
-        return evaluate_model(model, [self.valid_set[i] for i in range(n)], self.vocab, self.env.device,
-                              prefix="valid/")
+        metrics, _ = evaluate_items(model, [self.valid_set[i] for i in range(n)], self.vocab, self.env.device)
+        return {f"valid/{k}": v for k, v in metrics.items()}
 
     def deployable(self, model: torch.nn.Module) -> dict[str, Any]:
         return {"vocab": self.vocab.to_dict()}
-
-
-@torch.no_grad()
-def evaluate_model(model: torch.nn.Module, items: list, vocab: Vocab, device, prefix: str = "",
-                   beam: int = 1, batch_size: int = 16) -> dict[str, float]:
-    """Greedy (or beam) decode `items`; CTC loss, token/syllable error rates and the share of blank frames."""
-    from voxtool.tasks.pinyin.decode import prefix_beam_search
-
-    model.eval()
-    order = sorted(range(len(items)), key=lambda i: items[i].mel.shape[1])
-    refs, hyps = [], []
-    loss_sum, blank_frames, frames = 0.0, 0, 0
-    for s in range(0, len(order), batch_size):
-        chunk = [items[i] for i in order[s:s + batch_size]]
-        feats, lens, targets, tlens = collate(chunk)
-        log_probs, out_lens = model(feats.to(device), lens.to(device))
-        log_probs = log_probs.float()
-        loss_sum += float(ctc_loss(log_probs, out_lens, targets.to(device), tlens.to(device), vocab.blank)) * len(chunk)
-        lp = log_probs.cpu().numpy()
-        for b, it in enumerate(chunk):
-            row = lp[b, : int(out_lens[b])]
-            ids = greedy_decode(row, vocab.blank) if beam <= 1 else prefix_beam_search(row, beam, vocab.blank)
-            blank_frames += int((row.argmax(-1) == vocab.blank).sum())
-            frames += row.shape[0]
-            refs.append(vocab.decode(it.tokens))
-            hyps.append(vocab.decode(ids))
-    rates = error_rates(refs, hyps)
-    out = {f"{prefix}{k}": v for k, v in rates.items()}
-    out[f"{prefix}loss"] = loss_sum / max(1, len(items))
-    out[f"{prefix}blank_share"] = blank_frames / max(1, frames)
-    return out
