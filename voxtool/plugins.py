@@ -4,16 +4,53 @@ A plugin is a `TaskPlugin`: its task name, a one-line summary, and the commands 
 (`{"prep": {"lipsync": fn}, "train": {"mouth": fn}}`). voxtool's own tasks register exactly like third-party
 ones. A plugin whose import fails is kept as a broken entry: `voxtool plugins` shows its error and every verb
 gets a command under its name that explains the failure instead of running.
+
+Heavy task-specific dependencies are extras of the voxtool distribution (`EXTRAS`): a plugin, or one of its
+commands, that fails because one of them is missing says which extra to install (`pip install 'voxtool[pinyin]'`).
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 
 GROUP = "voxtool.tasks"
 VERBS = ("prep", "train", "ssl", "infer", "convert", "transcribe", "eval", "export")
+# top-level module -> the extra of pyproject.toml that installs it
+EXTRAS = {"pypinyin": "pinyin", "jiwer": "pinyin", "praatio": "pinyin", "onnx": "export", "onnxruntime": "export"}
+
+
+def missing_extra(exc: BaseException) -> str | None:
+    """For a ModuleNotFoundError of a module an extra installs: "<module> is not installed (pip install
+    'voxtool[<extra>]')"; None for any other exception."""
+    if not isinstance(exc, ModuleNotFoundError) or not exc.name:
+        return None
+    module = exc.name.split(".")[0]
+    extra = EXTRAS.get(module)
+    return None if extra is None else f"{module} is not installed (pip install 'voxtool[{extra}]')"
+
+
+def _naming_the_extra(fn: Callable) -> Callable:
+    """`fn` with a missing extra's ModuleNotFoundError turned into one VoxtoolError line naming the extra."""
+    if getattr(fn, "_names_the_extra", False):  # discover() may run more than once per process
+        return fn
+
+    @functools.wraps(fn)
+    def command(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ModuleNotFoundError as exc:
+            hint = missing_extra(exc)
+            if hint is None:
+                raise
+            from voxtool.errors import VoxtoolError
+
+            raise VoxtoolError(hint) from exc
+
+    command._names_the_extra = True
+    return command
 
 
 @dataclass
@@ -66,10 +103,13 @@ def discover() -> list[LoadedPlugin]:
                 obj = obj()
             if not isinstance(obj, TaskPlugin):
                 raise TypeError(f"{ep.value} is a {type(obj).__name__}, not a voxtool TaskPlugin")
+            obj.commands = {verb: {name: _naming_the_extra(fn) for name, fn in cmds.items()}
+                            for verb, cmds in obj.commands.items()}
             item.plugin = obj
             if obj.version:
                 item.version = obj.version
         except Exception as e:  # a broken plugin must not break the CLI
-            item.error = f"{type(e).__name__}: {e}"
+            hint = missing_extra(e)
+            item.error = f"{type(e).__name__}: {e}" + (f"; {hint}" if hint else "")
         loaded.append(item)
     return loaded

@@ -169,6 +169,7 @@ def test_model_file_holds_named_components(toy_on_path, tmp_path):
         mf.component("encoder")
 
 
+@pytest.mark.slow
 def test_gan_two_rank_ddp_keeps_ranks_identical(toy_site, toy_on_path, tmp_path):
     dump = tmp_path / "dump"
     dump.mkdir()

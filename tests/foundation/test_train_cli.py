@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from tests.conftest import run_voxtool
@@ -28,6 +29,7 @@ def test_run_folder_and_model_file(toy_site, tmp_path):
     assert again.returncode == 2 and "--resume" in again.stderr
 
 
+@pytest.mark.slow
 def test_sigint_saves_then_resume_matches_uninterrupted(toy_site, tmp_path):
     args = ["train", "toy", "--runs-dir", str(tmp_path), "--steps", "30", "--set", "train.valid_every=100"]
     out = run_voxtool(*args, "--exp", "cut", env={"VOXTOOL_TOY_SIGINT_AT": "12"}, extra_path=[toy_site])
@@ -44,6 +46,7 @@ def test_sigint_saves_then_resume_matches_uninterrupted(toy_site, tmp_path):
     assert all(torch.equal(a[k], b[k]) for k in a)
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_ranks(toy_site, tmp_path):
     dump = tmp_path / "dump"
     dump.mkdir()

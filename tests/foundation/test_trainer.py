@@ -85,6 +85,50 @@ def test_grad_accumulation_runs_and_counts_steps(toy_on_path, tmp_path):
     assert trainer.fit()["step"] == 24
 
 
+def accum_trainer(run_dir, batch_size: int, grad_accum: int, steps: int = 2):
+    """The toy MLP without dropout, plain SGD (no momentum: the update is exactly lr x gradient, so any wrong
+    scaling of the accumulated loss shows), fed one fixed 24-row batch per step, cut into `grad_accum` slices."""
+    import numpy as np
+    from voxtool_toy.task import IN, TRUE_W, ToyConfig, ToyModelConfig, ToyTask
+
+    class SlicedToy(ToyTask):
+        calls = 0
+
+        def sample_batch(self, step, rng):
+            full = np.random.default_rng(1000 + step)  # the step's 24 rows, whatever the micro-step
+            x = full.normal(size=(24, IN)).astype(np.float32)
+            y = x @ TRUE_W + 0.1 * full.normal(size=(24, 1)).astype(np.float32)
+            micro = self.calls % grad_accum  # called once per micro-step, in order (prefetch is off)
+            self.calls += 1
+            rows = slice(micro * batch_size, (micro + 1) * batch_size)
+            return torch.from_numpy(x[rows]), torch.from_numpy(y[rows])
+
+    train = TrainConfig(steps=steps, batch_size=batch_size, grad_accum=grad_accum, optimizer="sgd", momentum=0.0,
+                        lr=0.5, schedule="constant", prefetch=False, valid_every=steps, log_every=1)
+    cfg = ToyConfig(model=ToyModelConfig(dropout=0.0), train=train)
+    env = RunEnv(device=torch.device("cpu"), seed=cfg.train.seed)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return Trainer(SlicedToy(cfg, run_dir, env), cfg.train, env, run_dir, cfg.model_dump(mode="json"))
+
+
+def test_grad_accumulation_equals_one_big_batch(toy_on_path, tmp_path):
+    """3 micro-batches of 8 give the same update as one batch of 24: the accumulated loss is scaled by 1/3
+    (a missing or doubled scaling, gradients left over from the previous step, or a micro-batch dropped would
+    each move the weights differently)."""
+    big, accum = accum_trainer(tmp_path / "big", 24, 1), accum_trainer(tmp_path / "accum", 8, 3)
+    start = weights(big)
+    assert all(torch.equal(start[k], v) for k, v in weights(accum).items())
+    for _ in range(2):  # two steps: the second also checks that the first step's gradients were cleared
+        logged_big, logged_accum = big.train_step(), accum.train_step()
+        assert logged_accum["loss"] == pytest.approx(logged_big["loss"], rel=1e-5)
+    assert big.task.calls == 2 and accum.task.calls == 6
+    a, b = weights(big), weights(accum)
+    moved = max(float((a[k] - start[k]).abs().max()) for k in a)
+    assert moved > 1e-2  # a real update, far above the tolerance
+    assert all(torch.allclose(a[k], b[k], rtol=0, atol=1e-6) for k in a), {
+        k: float((a[k] - b[k]).abs().max()) for k in a}
+
+
 def test_checkpoint_refuses_pickled_code(tmp_path):
     class Evil:
         def __reduce__(self):

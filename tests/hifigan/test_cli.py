@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -13,6 +14,7 @@ from tests.conftest import seeded
 from .conftest import harmonic_clip, write_clips
 
 
+@pytest.mark.slow
 def test_prep_train_infer_export(tmp_path, voxtool_cli):
     wavs = write_clips(tmp_path / "wavs", 5, seeded(3), sr=22050)  # resampled to 16 kHz by prep
     (wavs / "broken.wav").write_bytes(b"not audio")
@@ -38,6 +40,11 @@ def test_prep_train_infer_export(tmp_path, voxtool_cli):
     assert result.returncode == 0, result.stderr
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert {m["step"] for m in metrics if "valid/mel_l1" in m} == {2, 4}
+    result = voxtool_cli("eval", "hifigan", str(data), "--model", str(run), "--device", "cpu", "--json", "--per-file")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert scores["items"] == 2 and len(scores["per_file"]) == 2
+    assert scores["mel_l1"] == pytest.approx([m for m in metrics if "valid/mel_l1" in m][-1]["valid/mel_l1"], rel=1e-3)
 
     mels = tmp_path / "mels"
     (mels / "sub").mkdir(parents=True)

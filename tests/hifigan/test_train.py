@@ -103,6 +103,7 @@ DUMP_HOOK = textwrap.dedent('''
 ''')
 
 
+@pytest.mark.slow
 def test_two_rank_ddp_keeps_generator_and_discriminators_identical(tiny_data, tmp_path):
     site, dump = tmp_path / "site", tmp_path / "dump"
     site.mkdir()
@@ -144,3 +145,27 @@ def test_dataset_with_other_mel_settings_is_refused(tiny_data, tmp_path):
     with pytest.raises(BadInput, match="mel settings do not fit the vocoder") as err:
         make_trainer(tiny_data, tmp_path, "mel.f_max=7600.0")
     assert "dataset.json" in str(err.value.where)
+
+
+def test_evaluate_dataset_scores_the_split_like_validation(tiny_data, tmp_path):
+    """`evaluate_dataset` (the template's scoring entry) gives validation's mel L1, one row per item, and refuses a
+    vocoder of other mel settings; a bad dataset folder is one BadInput (the shared PreparedDataset reader)."""
+    from voxtool.evaluation import EvalResult
+    from voxtool.tasks.hifigan.infer import Vocoder, evaluate_dataset
+
+    task = make_trainer(tiny_data, tmp_path / "run").task
+    generator = copy.deepcopy(task.model).eval()
+    vocoder = Vocoder(generator, task.mel, torch.device("cpu"))
+    calls = []
+    result = evaluate_dataset(vocoder, tiny_data, "valid", advance=calls.append)
+    assert isinstance(result, EvalResult) and len(result.items) == len(task.valid_set) == len(calls) >= 2
+    assert result.metrics["mel_l1"] == pytest.approx(mel_l1(generator, task.valid_set, task.loss_mel,
+                                                            task.env.device), rel=1e-5)
+    assert {r["name"] for r in result.items} == {p.stem for p in task.valid_set.paths}
+    assert len(evaluate_dataset(vocoder, tiny_data, "train", limit=2).items) == 2
+    other = Vocoder(generator, task.mel.model_copy(update={"f_max": 7600.0}), torch.device("cpu"))
+    with pytest.raises(BadInput, match="mel settings do not fit the vocoder"):
+        evaluate_dataset(other, tiny_data, "valid")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInput, match="no dataset.json; run `voxtool prep hifigan` first"):
+        evaluate_dataset(vocoder, tmp_path / "empty", "valid")

@@ -131,6 +131,7 @@ def test_onnx_export_parity_and_inference(corpus, trained, tmp_path, rate):
     assert main(["infer", "mouth", wav, "--model", str(tmp_path / "none.onnx"), "--quiet"]) == 2
 
 
+@pytest.mark.slow
 def test_ssl_two_rank_ddp(corpus, unlabeled, tmp_path):
     """Mean Teacher under `--nproc-per-node 2`: each rank keeps its own teacher copy of the same student."""
     from tests.conftest import run_voxtool

@@ -135,6 +135,7 @@ def test_resume_reaches_the_same_weights(corpus, tmp_path):
         np.testing.assert_allclose(value.numpy(), b["modules"]["model"][key].numpy(), atol=1e-6, err_msg=key)
 
 
+@pytest.mark.slow
 def test_two_rank_ddp_run(corpus, tmp_path):
     proc = run_voxtool("train", "mouth", str(corpus.data), "--exp", "ddp", "--runs-dir", str(tmp_path), *FAST,
                        "--steps", "4", "--nproc-per-node", "2", timeout=300)  # fmt: skip

@@ -94,6 +94,7 @@ def test_bad_inputs_exit_2_with_one_line(pipeline, tmp_path):
     assert r.returncode == 2 and "Latin letters" in r.stderr
 
 
+@pytest.mark.slow
 def test_two_rank_ddp_training(pipeline, tmp_path):
     """`--nproc-per-node 2` trains pinyin-tiny on 2 gloo ranks; rank 0 alone writes the run folder."""
     import torch

@@ -1,4 +1,5 @@
-"""hifigan plugin: prep hifigan, train hifigan, infer hifigan (mel .npy -> wav), export hifigan (ONNX).
+"""hifigan plugin: prep hifigan, train hifigan, infer hifigan (mel .npy -> wav), eval hifigan (mel L1),
+export hifigan (ONNX).
 
 Thin: the logic lives in the task modules, imported inside the commands (`voxtool --help` stays fast). No
 `from __future__ import annotations`: the option wrappers of voxtool.options resolve annotations here.
@@ -133,6 +134,39 @@ def infer(
     results.raise_if_failed()
 
 
+# ------------------------------------------------------------------------------------------------- eval
+
+@common_flags
+def evaluate(
+    data: Annotated[Path, typer.Argument(help="Prepared dataset (voxtool prep hifigan).")],
+    model: ModelOpt,
+    split: Annotated[str, typer.Option("--split", help="Split list to score (valid | train).")] = "valid",
+    preset: Annotated[str | None, typer.Option("--preset", help="Config of a published checkpoint.")] = None,
+    limit: Annotated[int, typer.Option("--limit", min=0, max=10_000_000, help="Score at most N items (0 = all).")] = 0,
+    max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.0, max=86_400.0,
+                                               help="Crop each item to this length (0 = whole items).")] = 0.0,
+    per_file: Annotated[bool, typer.Option("--per-file", help="Also print every item's score.")] = False,
+    device: Device = "auto",
+    json_out: JsonOut = False,
+) -> None:
+    """Mel L1 (full-band log-mels of real vs vocoded audio) of a vocoder on a prepared split; lower is better."""
+    from voxtool.console import emit_json, print_table, progress
+    from voxtool.tasks.hifigan.data import VocoderDataset
+    from voxtool.tasks.hifigan.infer import evaluate_dataset, load_model
+
+    vocoder = load_model(model, preset=preset, device=device)
+    total = len(VocoderDataset(data, split, vocoder.mel.n_mels, vocoder.hop_length))
+    with progress(min(limit, total) if limit else total, "eval hifigan") as advance:
+        result = evaluate_dataset(vocoder, data, split, limit=limit, advance=advance, max_seconds=max_seconds)
+    if json_out:
+        emit_json({"items": len(result.items), **result.metrics, **({"per_file": result.items} if per_file else {})})
+        return
+    if per_file:
+        print_table("per file", ["item", "mel L1", "seconds"],
+                    [[r["name"], round(r["mel_l1"], 4), round(r["seconds"], 2)] for r in result.items])
+    print_table(f"eval hifigan ({len(result.items)} items, {split})", ["mel L1"], [[round(result.metrics["mel_l1"], 4)]])
+
+
 # ------------------------------------------------------------------------------------------------- export
 
 @common_flags
@@ -152,7 +186,7 @@ def export(
 
     check_outputs([out], protect=protected_paths(model))
     vocoder = load_model(model, preset=preset, device="cpu")
-    export_onnx(vocoder, out)
+    export_onnx(vocoder, out, opset=opset)
     log(f"wrote {out}")
     rms = parity_check(vocoder, out) if check else None
     if rms is not None:
@@ -166,6 +200,6 @@ plugin = TaskPlugin(
     name="hifigan",
     summary="HiFi-GAN vocoder: prep wav+mel, GAN training, mel->wav inference, published checkpoints, ONNX",
     commands={"prep": {"hifigan": prep}, "train": {"hifigan": train}, "infer": {"hifigan": infer},
-              "export": {"hifigan": export}},
+              "eval": {"hifigan": evaluate}, "export": {"hifigan": export}},
     config="voxtool.tasks.hifigan.config:HifiganConfig",
 )

@@ -11,7 +11,6 @@ A prepared dataset is a folder with
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -113,6 +112,7 @@ def write_dataset(sources: list[tuple[Path, str]], out: Path, config, valid_frac
     BadInput when nothing is usable (after writing skipped.tsv, so the reasons can be read)."""
     from voxtool import __version__
     from voxtool.fileio import atomic_write, ensure_output_dir, write_text_atomic
+    from voxtool.outputs import write_json
     from voxtool.vocoders.mel import VocoderLogMel
 
     report = PrepReport()
@@ -161,7 +161,7 @@ def write_dataset(sources: list[tuple[Path, str]], out: Path, config, valid_frac
         "minutes": {k: round(v / 60, 3) for k, v in report.seconds.items()},
         "skipped": len(report.skipped),
     }
-    write_text_atomic(out / "dataset.json", json.dumps(meta, indent=2) + "\n")  # last: marks a finished dataset
+    write_json(out / "dataset.json", meta, indent=2, trailing_newline=True)  # last: marks a finished dataset
     return report
 
 
@@ -170,17 +170,20 @@ def write_dataset(sources: list[tuple[Path, str]], out: Path, config, valid_frac
 # ---------------------------------------------------------------------------------------------------------
 
 
+def open_dataset(root: Path):
+    """The prepared folder as a `voxtool.datasets.PreparedDataset` (the shared reader: dataset.json, split lists,
+    entries checked to stay inside the folder); BadInput when it is no hifigan dataset or has no mel settings."""
+    from voxtool.datasets import PreparedDataset
+
+    ds = PreparedDataset(root, format=FORMAT, task="hifigan", prep="voxtool prep hifigan", splits=("train", "valid"))
+    if not isinstance(ds.meta.get("mel"), dict):
+        raise BadInput(ds.meta_path, "not a hifigan dataset (no mel settings)")
+    return ds
+
+
 def read_meta(root: Path) -> dict:
-    meta_path = Path(root) / "dataset.json"
-    if not meta_path.is_file():
-        raise BadInput(root, "not a prepared hifigan dataset (no dataset.json; run `voxtool prep hifigan` first)")
-    try:
-        meta = json.loads(meta_path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput(meta_path, f"invalid JSON ({exc})") from None
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT or not isinstance(meta.get("mel"), dict):
-        raise BadInput(meta_path, "not a hifigan dataset (wrong format field or no mel settings)")
-    return meta
+    """The checked dataset.json of a prepared folder (see `open_dataset`)."""
+    return open_dataset(root).meta
 
 
 @lru_cache(maxsize=512)
@@ -207,18 +210,9 @@ class VocoderDataset:
     """A prepared split; items are read on first use and kept (see `read_item`)."""
 
     def __init__(self, root: Path, split: str, n_mels: int, hop: int):
-        root = Path(root)
-        self.meta = read_meta(root)
-        list_path = root / f"{split}.txt"
-        if not list_path.is_file():
-            raise BadInput(list_path, "split list not found")
-        self.paths: list[Path] = []
-        for line in list_path.read_text().splitlines():
-            if line.strip():
-                path = (root / line.strip()).resolve()
-                if root.resolve() not in path.parents:
-                    raise BadInput(list_path, f"entry {line.strip()!r} leaves the dataset folder")
-                self.paths.append(path)
+        dataset = open_dataset(root)
+        self.meta = dataset.meta
+        self.paths: list[Path] = dataset.paths(split, required=True)
         self.n_mels, self.hop = n_mels, hop
 
     def __len__(self) -> int:

@@ -1,12 +1,12 @@
 """ONNX export of a generator: `mel` (B, n_mels, T) float32 in (batch and frames dynamic), `waveform`
 (B, T * hop) float32 in [-1, 1] out. Weight norm is removed before export. The file's metadata holds the mel
 settings (`mel`, JSON of `MelSettings`), the generator config and the sample rate, so a runtime can check its
-features. `parity_check` compares onnxruntime with torch (RMS of the difference)."""
+features. Writing, checking and loading go through the shared `voxtool.onnx_export`; `parity_check` compares
+onnxruntime with torch (RMS of the difference)."""
 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,52 +44,32 @@ def example_mel(vocoder: Vocoder, seconds: float = 1.0, seed: int = 0) -> np.nda
 
 
 def export_onnx(vocoder: Vocoder, out: Path, opset: int = 17) -> Path:
-    """Write `out` atomically; VoxtoolError (exit 1) when the exporter fails."""
-    import onnx
-
-    from voxtool.fileio import atomic_write
+    """Write `out` atomically through `voxtool.onnx_export.export_onnx` (checked, metadata attached);
+    VoxtoolError (exit 1) when the exporter fails."""
+    from voxtool import onnx_export
 
     wrapper = MelToWaveform(vocoder.generator.cpu()).eval()
     example = torch.from_numpy(example_mel(vocoder, 0.5))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.tmp")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes about shape arithmetic
-            torch.onnx.export(wrapper, (example,), str(tmp), input_names=["mel"], output_names=["waveform"],
-                              dynamic_axes={"mel": {0: "batch", 2: "frames"}, "waveform": {0: "batch", 1: "samples"}},
-                              opset_version=opset, dynamo=False)
-        proto = onnx.load(str(tmp))
-        meta = {"mel": json.dumps(vocoder.mel.model_dump(mode="json")),
-                "sample_rate": str(vocoder.sample_rate), "hop_length": str(vocoder.hop_length),
-                "producer": "voxtool hifigan"}
-        for key, value in meta.items():
-            entry = proto.metadata_props.add()
-            entry.key, entry.value = key, value
-        onnx.checker.check_model(proto)
-        with atomic_write(out, "wb") as f:
-            f.write(proto.SerializeToString())
-    except Exception as exc:
-        if isinstance(exc, VoxtoolError):
-            raise
-        raise VoxtoolError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from exc
-    finally:
-        tmp.unlink(missing_ok=True)
-    return out
+    meta = {"mel": json.dumps(vocoder.mel.model_dump(mode="json")), "sample_rate": str(vocoder.sample_rate),
+            "hop_length": str(vocoder.hop_length), "producer": "voxtool hifigan", "voxtool.task": "hifigan"}
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    return onnx_export.export_onnx(
+        wrapper, (example,), out, input_names=["mel"], output_names=["waveform"],
+        dynamic_axes={"mel": {0: "batch", 2: "frames"}, "waveform": {0: "batch", 1: "samples"}},
+        metadata=meta, opset=opset,
+    )  # fmt: skip
 
 
 def parity_check(vocoder: Vocoder, onnx_path: Path, seconds: float = 1.3) -> float:
     """RMS of (onnxruntime - torch) on a batch of two realistic mels of another length than the export example;
     VoxtoolError when above PARITY_RMS."""
-    import onnxruntime as ort
-
+    from voxtool.onnx_export import onnx_session
     from voxtool.tasks.hifigan.infer import predict
 
     mel = np.concatenate([example_mel(vocoder, seconds, 1), example_mel(vocoder, seconds, 2) - 1.0])
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
-    session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
+    session = onnx_session(onnx_path)  # the shared loader: a missing or unloadable file is one BadInput line
+    # one run, RMS rather than `voxtool.onnx_export.parity`'s max |diff|: a vocoder's sample-level error is judged
+    # over the whole waveform
     got = session.run(["waveform"], {"mel": mel})[0]
     want = predict(mel, vocoder)
     if got.shape != want.shape:

@@ -5,7 +5,8 @@ Layers (torchcrepe style): `load_model(path)` -> `predict(mel, vocoder)` -> `pre
 `train hifigan`, or a published generator checkpoint (bshall hub files, jik876 `generator_v1`, DiffVC's vocoder,
 training checkpoints): its config then comes from `preset` (`hifigan-16k`, `hifigan-22k`, ...) or, without one,
 from the checkpoint's layout and n_mels (a published mel that fits). Weight norm is removed; inference runs under
-`torch.inference_mode`; the output is clamped to [-1, 1].
+`torch.inference_mode`; the output is clamped to [-1, 1]. `evaluate_dataset(model, data, split)` scores a vocoder
+on a prepared split (mel L1) -> `voxtool.evaluation.EvalResult`.
 """
 
 from __future__ import annotations
@@ -139,3 +140,32 @@ def predict_from_files_to_files(jobs: list, vocoder: Vocoder, subtype: str = "pc
 
     advance = (lambda n=1: on_done()) if on_done else None
     return run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
+
+
+def evaluate_dataset(model, data: str | Path, split: str = "valid", *, device: str = "cpu", limit: int = 0,
+                     advance=None, preset: str | None = None, max_seconds: float = 0.0):
+    """Mel L1 (full-band loss mels of real vs vocoded audio, as `valid/mel_l1` in training) of a vocoder on a
+    prepared split -> `voxtool.evaluation.EvalResult` ({"mel_l1": mean}, one row per item). `model`: a path / run
+    folder (with `preset` for a published checkpoint) or a loaded `Vocoder`; `max_seconds` crops each item
+    (0 = whole). A dataset of other mel settings than the vocoder's is a BadInput."""
+    from voxtool.evaluation import EvalResult
+    from voxtool.tasks.hifigan.data import VocoderDataset
+    from voxtool.tasks.hifigan.metrics import item_mel_l1
+    from voxtool.vocoders.mel import VocoderLogMel, check_mel_settings
+
+    vocoder = model if isinstance(model, Vocoder) else load_model(model, preset=preset, device=device)
+    dataset = VocoderDataset(Path(data), split, vocoder.mel.n_mels, vocoder.hop_length)
+    check_mel_settings(vocoder.mel, dataset.meta["mel"], where=Path(data) / "dataset.json")
+    loss_mel = VocoderLogMel(vocoder.mel.for_loss()).to(vocoder.device)
+    max_frames = int(max_seconds * vocoder.sample_rate) // vocoder.hop_length
+    rows = []
+    for i in range(len(dataset) if not limit else min(limit, len(dataset))):
+        wav, mel = dataset[i]
+        if max_frames:
+            mel, wav = mel[:, :max_frames], wav[: max_frames * vocoder.hop_length]
+        score = item_mel_l1(vocoder.generator, wav, mel, loss_mel, vocoder.device)
+        rows.append({"name": dataset.paths[i].stem, "mel_l1": score, "seconds": len(wav) / vocoder.sample_rate})
+        if advance:
+            advance(1)
+    metrics = {"mel_l1": float(np.mean([r["mel_l1"] for r in rows]))} if rows else {"mel_l1": float("nan")}
+    return EvalResult(metrics, rows)

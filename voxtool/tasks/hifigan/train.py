@@ -20,30 +20,19 @@ from voxtool import console
 from voxtool.errors import BadInput
 from voxtool.tasks.hifigan.config import HifiganConfig
 from voxtool.tasks.hifigan.data import VocoderDataset, random_segment, read_meta
+from voxtool.tasks.hifigan.metrics import mel_l1
+from voxtool.tasks.hifigan.model import (
+    Generator,
+    MultiPeriodDiscriminator,
+    MultiScaleDiscriminator,
+    VocoderLogMel,
+    load_generator_state,
+)
 from voxtool.training.task import RunEnv, StepContext, TrainTask
-from voxtool.vocoders.checkpoint import load_generator_state
-from voxtool.vocoders.discriminators import MultiPeriodDiscriminator, MultiScaleDiscriminator
-from voxtool.vocoders.hifigan import Generator
 from voxtool.vocoders.losses import discriminator_step_loss, generator_step_loss
-from voxtool.vocoders.mel import VocoderLogMel, check_mel_settings
+from voxtool.vocoders.mel import check_mel_settings
 
 __all__ = ["HifiganConfig", "HifiganTrainTask", "mel_l1"]
-
-
-@torch.no_grad()
-def mel_l1(generator: torch.nn.Module, dataset: VocoderDataset, loss_mel: VocoderLogMel, device: torch.device,
-           max_items: int = 0, max_frames: int = 0) -> float:
-    """Mean over items of L1 between the loss mels (n_mels, T') of the real wav and of the generator's output on
-    the item's mel; items whole or cut to `max_frames` frames."""
-    scores = []
-    for i in range(len(dataset) if not max_items else min(max_items, len(dataset))):
-        wav, mel = dataset[i]
-        if max_frames:
-            mel, wav = mel[:, :max_frames], wav[: max_frames * dataset.hop]
-        fake = generator(torch.from_numpy(mel)[None].to(device)).float()[0, 0]  # (T * hop,)
-        real = torch.from_numpy(wav).to(device)
-        scores.append(float(torch.mean(torch.abs(loss_mel(fake) - loss_mel(real)))))
-    return float(np.mean(scores)) if scores else float("nan")
 
 
 class HifiganTrainTask(TrainTask):
