@@ -5,8 +5,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import pytest
-
 # what `prep` runs before any audio: the CLI module, the config and the preset load
 PRESET_LOAD = ("import sys, voxtool.tasks.pinyin.cli; from voxtool.presets import load_config; "
                "from voxtool.tasks.pinyin.config import PinyinConfig; "
@@ -24,8 +22,6 @@ def test_preset_load_imports_no_model():
     assert _run(f"print(*[m in sys.modules for m in {mods!r}])") == ["False"] * 3
 
 
-@pytest.mark.xfail(reason="MelConfig lives in voxtool.audio.mel, which imports torch at module level; passes once "
-                          "MelConfig moves to a torch-free module", strict=False)
 def test_preset_load_imports_no_torch():
     assert _run("print('torch' in sys.modules, 'numpy' in sys.modules)") == ["False", "False"]
 

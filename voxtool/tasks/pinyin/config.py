@@ -11,7 +11,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
-from voxtool.audio.mel import MelConfig
+from voxtool.audio.mel_config import MelConfig
 from voxtool.presets import StrictModel
 from voxtool.training.config import TrainConfig
 
