@@ -127,9 +127,10 @@ def report(t0: float, base: float, reset: bool) -> None:
 
 def rmvpe_child(args: argparse.Namespace, work: Path) -> None:
     from voxtool.audio.io import load_audio
+    from voxtool.pitch.rmvpe_model import E2E0
+    from voxtool.pitch.runtime import limit_mmap_threshold
     from voxtool.presets import load_config
-    from voxtool.tasks.rmvpe.infer import load_pitch_model, predict, predict_from_file
-    from voxtool.tasks.rmvpe.model import E2E0
+    from voxtool.tasks.rmvpe.infer import load_model, predict, predict_from_file
     from voxtool.tasks.rmvpe.train import RmvpeConfig
     from voxtool.training.modelfile import save_model_file
 
@@ -137,7 +138,8 @@ def rmvpe_child(args: argparse.Namespace, work: Path) -> None:
     if not model_path.exists():
         cfg = load_config(RmvpeConfig, "rmvpe-tiny", [], task="rmvpe")
         save_model_file(model_path, "rmvpe", cfg.model_dump(mode="json"), E2E0(cfg.model.arch()).state_dict(), {})
-    model = load_pitch_model(model_path, device="cpu")
+    model = load_model(model_path, device="cpu")
+    limit_mmap_threshold()  # as `voxtool infer rmvpe` does
     warm = work / "warm.wav"
     predict_from_file(warm, model)
     predict(load_audio(warm, 16000), 16000, model)

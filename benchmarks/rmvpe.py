@@ -33,7 +33,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def _peak_mb() -> float:
@@ -84,10 +83,12 @@ def infer_case(wav: str, mode: str, threads: int, device: str) -> dict:
     import torch
 
     torch.set_num_threads(threads)
-    from voxtool.tasks.rmvpe.frontend import published_mel_config
-    from voxtool.tasks.rmvpe.infer import TorchPitchModel, predict, predict_from_file
-    from voxtool.tasks.rmvpe.model import E2E0
+    from voxtool.pitch.rmvpe import predict, predict_from_file
+    from voxtool.pitch.rmvpe_model import E2E0
+    from voxtool.pitch.runtime import TorchPitchModel, limit_mmap_threshold
+    from voxtool.pitch.settings import published_mel_config
 
+    limit_mmap_threshold()  # as `voxtool infer rmvpe` does: freed window activations go back to the OS
     torch.manual_seed(0)
     model = TorchPitchModel(E2E0().eval(), published_mel_config(), torch.device(device))
     predict(_tone(1.0), 16000, model, chunk_frames=0)  # warm-up (allocator, kernels)
@@ -141,9 +142,8 @@ def bench_infer(seconds_list: list[float], repeats: int, threads: int, device: s
 
 
 def synthetic_dataset(root: Path, n_train: int, n_test: int, seed: int = 0) -> Path:
-    from rmvpe.synth import write_csv_dataset
-
     from voxtool.tasks.rmvpe import data
+    from voxtool.tasks.rmvpe.synth import write_csv_dataset
 
     write_csv_dataset(root / "src", n_train, n_test, seed=seed)
     sources = data.pitch_sources(root / "src")
@@ -217,9 +217,10 @@ def bench_accuracy(data_dir: Path, tiny_steps: int) -> dict:
     import numpy as np
     import pyworld
 
+    from voxtool.pitch.rmvpe import predict
+    from voxtool.pitch.runtime import TorchPitchModel
     from voxtool.tasks.rmvpe.data import PitchDataset, validation_audio
-    from voxtool.tasks.rmvpe.evaluate import mean_metrics, melody_metrics
-    from voxtool.tasks.rmvpe.infer import TorchPitchModel, predict
+    from voxtool.tasks.rmvpe.metrics import mean_metrics, melody_metrics
 
     task, trainer = _task("rmvpe-tiny", data_dir, [f"train.steps={tiny_steps}"])
     start = time.perf_counter()

@@ -56,12 +56,13 @@ def leftovers(folder: Path) -> list[Path]:
 @pytest.fixture(scope="module")
 def models(tmp_path_factory) -> dict[str, Path]:
     """Untrained tiny models of each task in the files inference reads (a run folder for mouth)."""
+    from voxtool.pitch.rmvpe_model import E2E0
+    from voxtool.pitch.settings import RmvpeArch
     from voxtool.tasks.mouth.data import mel_config
     from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, MouthModelConfig
     from voxtool.tasks.pinyin.config import PinyinConfig
     from voxtool.tasks.pinyin.model import build_model
     from voxtool.tasks.pinyin.tokens import Vocab
-    from voxtool.tasks.rmvpe.model import E2E0, RmvpeArch
     from voxtool.training.modelfile import save_model_file
 
     root = tmp_path_factory.mktemp("models")
@@ -362,7 +363,7 @@ def test_ctrl_c_in_a_batch_says_what_was_written(models, tmp_path, capsys, monke
 
 def test_ctrl_c_during_prep_says_how_far_it_got(tmp_path, capsys, monkeypatch):
     import voxtool.tasks.rmvpe.data as rmvpe_data
-    from tests.rmvpe.synth import write_csv_dataset
+    from voxtool.tasks.rmvpe.synth import write_csv_dataset
 
     write_csv_dataset(tmp_path / "src", n_train=4, n_test=1, seconds=0.5)
     real = rmvpe_data.prepare_item

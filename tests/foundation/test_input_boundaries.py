@@ -63,9 +63,9 @@ def mouth_model(path: Path) -> Path:
 
 def pinyin_model(path: Path) -> Path:
     from voxtool.presets import load_config
-    from voxtool.tasks.pinyin.tokens import Vocab
     from voxtool.tasks.pinyin.config import PinyinConfig
     from voxtool.tasks.pinyin.model import build_model
+    from voxtool.tasks.pinyin.tokens import Vocab
     from voxtool.training.modelfile import save_model_file
 
     cfg = load_config(PinyinConfig, "pinyin-tiny", [], task="pinyin")
@@ -75,8 +75,8 @@ def pinyin_model(path: Path) -> Path:
 
 
 def rmvpe_model(path: Path) -> Path:
+    from voxtool.pitch.rmvpe_model import E2E0
     from voxtool.presets import load_config
-    from voxtool.tasks.rmvpe.model import E2E0
     from voxtool.tasks.rmvpe.train import RmvpeConfig
     from voxtool.training.modelfile import save_model_file
 
@@ -446,11 +446,8 @@ with atomic_write(sys.argv[1]) as f:
 
 
 def test_prep_removes_temps_of_a_killed_run(capfd, tmp_path):
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "rmvpe"))
-    try:
-        from synth import write_csv_dataset
-    finally:
-        sys.path.pop(0)
+    from voxtool.tasks.rmvpe.synth import write_csv_dataset
+
     write_csv_dataset(tmp_path / "src", n_train=2, n_test=1, seconds=0.5)
     out = tmp_path / "out"
     code, lines = run_cli(capfd, "prep", "pitch", str(tmp_path / "src"), str(out), "--quiet")

@@ -8,8 +8,7 @@ import pytest
 import torch
 
 from tests.conftest import TRAIN_SEED, seeded, torch_threads
-
-from .synth import write_csv_dataset
+from voxtool.tasks.rmvpe.synth import write_csv_dataset
 
 torch.set_num_threads(torch_threads())  # OMP_NUM_THREADS, 1 unless set (tests/conftest.py)
 

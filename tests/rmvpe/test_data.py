@@ -9,9 +9,9 @@ import pytest
 import soundfile as sf
 
 from voxtool.tasks.rmvpe import data
+from voxtool.tasks.rmvpe.config import DataSection
 from voxtool.tasks.rmvpe.labels import LabelError, check_labels, labels_on_grid, midi_to_hz, read_labels
-
-from .synth import SR, harmonic_clip, write_mir1k_tree
+from voxtool.tasks.rmvpe.synth import SR, harmonic_clip, write_mir1k_tree
 
 
 def test_pv_labels_line_n_is_frame_n_at_20ms(tmp_path):
@@ -94,7 +94,7 @@ def test_pitch_shift_crop_labels_follow_the_audio():
     t = np.arange(n) / SR
     voice = (0.4 * np.sin(2 * np.pi * 200.0 * t)).astype(np.float32)
     item = data.PitchItem(voice, np.zeros(0, np.float32), np.full(n // 160 + 1, 200.0, np.float32))
-    settings = data.CropSettings(frames=64, pitch_shift_prob=1.0, pitch_shift_semitones=(4.0, 4.0),
+    settings = DataSection(crop_frames=64, pitch_shift_prob=1.0, pitch_shift_semitones=(4.0, 4.0),
                                  noise_prob=0.0, volume_log10=(0.0, 0.0))
     wave, f0 = data.training_crop(item, settings, rng)
     assert wave.shape == (63 * 160 + 1024,) and f0.shape == (64,)
@@ -109,7 +109,7 @@ def test_accompaniment_mix_and_noise_augmentation():
     rng = np.random.default_rng(0)
     voice, f0 = harmonic_clip(rng, 2.0)
     acc = np.ones_like(voice) * 0.25
-    settings = data.CropSettings(frames=32, pitch_shift_prob=0.0, volume_log10=(0.0, 0.0))
+    settings = DataSection(crop_frames=32, pitch_shift_prob=0.0, volume_log10=(0.0, 0.0))
     with_acc = data.PitchItem(voice, acc, f0)
     gains = []
     for seed in range(20):
@@ -117,12 +117,12 @@ def test_accompaniment_mix_and_noise_augmentation():
         gains.append(float(np.median(wave)) / 0.25)
     assert min(gains) < -0.3 and max(gains) > 0.3  # U(-1, 1) x accompaniment: phase-inverted to full mix
     mono = data.PitchItem(voice, np.zeros(0, np.float32), f0)
-    clean = data.training_crop(mono, data.CropSettings(frames=32, pitch_shift_prob=0, noise_prob=0,
+    clean = data.training_crop(mono, DataSection(crop_frames=32, pitch_shift_prob=0, noise_prob=0,
                                                        volume_log10=(0, 0)), np.random.default_rng(1))[0]
-    noisy = data.training_crop(mono, data.CropSettings(frames=32, pitch_shift_prob=0, noise_prob=1,
+    noisy = data.training_crop(mono, DataSection(crop_frames=32, pitch_shift_prob=0, noise_prob=1,
                                                        noise_log10_amp=(-1, -1), volume_log10=(0, 0)),
                                np.random.default_rng(1))[0]
     assert np.std(noisy - clean) == pytest.approx(0.1, rel=0.3)
-    loud = data.training_crop(mono, data.CropSettings(frames=32, pitch_shift_prob=0, noise_prob=0,
+    loud = data.training_crop(mono, DataSection(crop_frames=32, pitch_shift_prob=0, noise_prob=0,
                                                       volume_log10=(1.0, 1.0)), np.random.default_rng(1))[0]
     assert np.abs(loud).max() <= 1.0 + 1e-6  # the gain is capped at the clip's headroom

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from voxtool.audio.framing import frame_config, frame_slice, frame_slice_from_audio, pad_edges
 from voxtool.audio.mel import LogMel
-from voxtool.tasks.rmvpe.decode import (
+from voxtool.audio.onnx_mel import ConvLogMel
+from voxtool.pitch.decode import (
     CENTS_BIN0,
     bin_cents,
     cents_to_hz,
@@ -16,15 +18,7 @@ from voxtool.tasks.rmvpe.decode import (
     hz_to_cents,
     resample_f0,
 )
-from voxtool.tasks.rmvpe.frontend import (
-    ConvStftLogMel,
-    FrameMel,
-    frame_slice,
-    frame_slice_from_audio,
-    n_frames,
-    pad_signal,
-    published_mel_config,
-)
+from voxtool.pitch.settings import padding_config, published_mel_config
 
 
 def test_bin_mapping_matches_the_published_constants():
@@ -67,21 +61,22 @@ def test_frames_match_the_centred_published_front_end_and_librosa():
 
     rng = np.random.default_rng(0)
     cfg = published_mel_config()
+    rcfg = padding_config(cfg)  # reflect n_fft/2 per side, short clips zero-extended first
     audio = (0.3 * rng.standard_normal(16000 + 77)).astype(np.float32)
     centred = LogMel(cfg)(torch.from_numpy(audio)).numpy()  # [128, T]
-    total = n_frames(len(audio), 160)
+    total = rcfg.n_frames(len(audio))
     assert centred.shape == (128, total)
-    padded = pad_signal(audio, 1024)
-    window = frame_slice(padded, 10, 32, 160, 1024)
-    framed = FrameMel(cfg)(torch.from_numpy(window)[None])[0].numpy()
+    padded = pad_edges(audio, rcfg, extend_short=True)
+    window = frame_slice(padded, 10, 32, rcfg)
+    framed = LogMel(frame_config(cfg))(torch.from_numpy(window)[None])[0].numpy()
     np.testing.assert_allclose(framed, centred[:, 10:42], atol=1e-4)
     for start, count in ((0, 40), (3, 8), (90, 32), (95, 40), (200, 4)):  # edges, interior, past the end
-        np.testing.assert_array_equal(frame_slice_from_audio(audio, start, count, 160, 1024),
-                                      frame_slice(padded, start, count, 160, 1024))
+        np.testing.assert_array_equal(frame_slice_from_audio(audio, start, count, rcfg, extend_short=True),
+                                      frame_slice(padded, start, count, rcfg))
     short = audio[:300]
-    np.testing.assert_array_equal(frame_slice_from_audio(short, 0, 8, 160, 1024),
-                                  frame_slice(pad_signal(short, 1024), 0, 8, 160, 1024))
-    conv = ConvStftLogMel(FrameMel(cfg).cfg)(torch.from_numpy(window)[None])[0].numpy()
+    np.testing.assert_array_equal(frame_slice_from_audio(short, 0, 8, rcfg, extend_short=True),
+                                  frame_slice(pad_edges(short, rcfg, extend_short=True), 0, 8, rcfg))
+    conv = ConvLogMel(frame_config(cfg))(torch.from_numpy(window)[None])[0].numpy()
     np.testing.assert_allclose(conv, framed, atol=2e-3)
     # independent reference: librosa STFT magnitude + HTK mel (Slaney norm) + ln(clamp 1e-5)
     spec = np.abs(librosa.stft(audio, n_fft=1024, hop_length=160, win_length=1024, window="hann", center=True,
@@ -92,7 +87,7 @@ def test_frames_match_the_centred_published_front_end_and_librosa():
 
 
 def test_viterbi_decoding_ignores_a_one_frame_octave_jump():
-    from voxtool.tasks.rmvpe.decode import decode_viterbi
+    from voxtool.pitch.decode import decode_viterbi
 
     f0 = torch.full((40,), 220.0)
     f0[20] = 440.0  # a spurious octave error in one frame

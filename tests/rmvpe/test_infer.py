@@ -10,18 +10,13 @@ import soundfile as sf
 import torch
 
 from tests.conftest import seeded
-from voxtool.tasks.rmvpe.evaluate import melody_metrics
-from voxtool.tasks.rmvpe.frontend import published_mel_config
-from voxtool.tasks.rmvpe.infer import (
-    TorchPitchModel,
-    load_pitch_model,
-    plan_windows,
-    predict,
-    write_track,
-)
-from voxtool.tasks.rmvpe.model import E2E0
-
-from .synth import SR, harmonic_clip
+from voxtool.pitch.rmvpe import plan_windows
+from voxtool.pitch.rmvpe_model import E2E0
+from voxtool.pitch.runtime import TorchPitchModel
+from voxtool.pitch.settings import published_mel_config
+from voxtool.tasks.rmvpe.infer import load_model, predict, write_track
+from voxtool.tasks.rmvpe.metrics import melody_metrics
+from voxtool.tasks.rmvpe.synth import SR, harmonic_clip
 
 
 def _max_cents_on_voiced(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
@@ -58,7 +53,7 @@ def test_chunked_matches_whole_file_with_a_trained_tiny_model(tiny_run):
     """With the model's context frames, chunking is the whole-file computation away from the seams; near them a
     trained bidirectional GRU still remembers a little beyond the context, which moves a few frames by a few cents
     (seeds 0-5: median 0.002 cents, worst up to 7.6; without context up to 1500, i.e. octave jumps)."""
-    model = load_pitch_model(tiny_run)
+    model = load_model(tiny_run)
     audio, _ = harmonic_clip(np.random.default_rng(seeded(6)), seconds=8.0)
     whole = predict(audio, SR, model, chunk_frames=0)
     chunked = predict(audio, SR, model, chunk_frames=256, context_frames=128, batch_size=2)
@@ -72,7 +67,7 @@ def test_chunked_matches_whole_file_with_a_trained_tiny_model(tiny_run):
 
 
 def test_writers_and_hop_resampling(tmp_path, tiny_run):
-    model = load_pitch_model(tiny_run)
+    model = load_model(tiny_run)
     audio, ref = harmonic_clip(np.random.default_rng(seeded(7)), seconds=1.0)
     track = predict(audio, SR, model)
     write_track(tmp_path / "a.csv", track, "csv", with_confidence=True)
@@ -100,11 +95,11 @@ def test_writers_and_hop_resampling(tmp_path, tiny_run):
 def test_onnx_export_parity_and_onnx_inference(tmp_path, tiny_run):
     from voxtool.tasks.rmvpe.export import export_onnx, parity_check
 
-    model = load_pitch_model(tiny_run)
+    model = load_model(tiny_run)
     path = export_onnx(model, tmp_path / "f0.onnx")
     report = parity_check(model, path, seconds=2.5)
     assert report["max_cents"] < 1.0 and report["voicing_agreement"] > 0.99
-    onnx_model = load_pitch_model(path)
+    onnx_model = load_model(path)
     assert [o.name for o in onnx_model.session.get_outputs()] == ["f0", "confidence", "voiced"]
     rng = np.random.default_rng(seeded(4))
     for n in (127 * 160 + 77, 127 * 160, 16000, 700, 100):  # frame counts on and off the multiple of 8 (tiny net)
@@ -148,11 +143,11 @@ def test_published_style_checkpoint_file_loads_exactly_the_fp16_rounded_weights(
     """A plain fp16 state dict on disk (RVC's rmvpe.pt layout) loads through the same entry point: the network gets
     exactly the fp16-rounded weights of the run it came from, and predicts exactly like the run's own network with
     those weights behind the same front-end."""
-    run_model = load_pitch_model(tiny_run)
+    run_model = load_model(tiny_run)
     original = run_model.net.state_dict()
     plain = {k: v.half() if v.is_floating_point() else v for k, v in original.items()}
     torch.save(plain, tmp_path / "rmvpe.pt")
-    model = load_pitch_model(tmp_path / "rmvpe.pt")
+    model = load_model(tmp_path / "rmvpe.pt")
     assert "fp16" in model.description and "no tf" in model.description
     assert model.net.arch == run_model.net.arch and model.mel_cfg == run_model.mel_cfg
     rounded = {k: v.half().float() if v.is_floating_point() else v for k, v in original.items()}

@@ -7,7 +7,9 @@ import functools
 import pytest
 import torch
 
-from voxtool.tasks.rmvpe.model import E2E0, RmvpeArch, infer_arch, load_state_dict_any
+from voxtool.pitch.checkpoint import infer_arch, load_state_dict_any
+from voxtool.pitch.rmvpe_model import E2E0
+from voxtool.pitch.settings import RmvpeArch
 
 ENC = [16, 32, 64, 128, 256]
 ENC_IN = [1, 16, 32, 64, 128]

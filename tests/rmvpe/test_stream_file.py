@@ -12,9 +12,9 @@ from voxtool.errors import BadInput
 
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
+    from voxtool.pitch.rmvpe_model import E2E0
     from voxtool.presets import load_config
-    from voxtool.tasks.rmvpe.infer import load_pitch_model
-    from voxtool.tasks.rmvpe.model import E2E0
+    from voxtool.tasks.rmvpe.infer import load_model
     from voxtool.tasks.rmvpe.train import RmvpeConfig
     from voxtool.training.modelfile import save_model_file
 
@@ -23,7 +23,7 @@ def model(tmp_path_factory):
     net = E2E0(cfg.model.arch())
     path = tmp_path_factory.mktemp("stream") / "model.pt"
     save_model_file(path, "rmvpe", cfg.model_dump(mode="json"), net.state_dict(), {})
-    return load_pitch_model(path, device="cpu")
+    return load_model(path, device="cpu")
 
 
 @pytest.mark.parametrize("seconds,rate,channels", [(9.37, 44100, 2), (4.0, 16000, 1), (0.02, 16000, 1)])

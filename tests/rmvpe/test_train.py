@@ -10,22 +10,21 @@ import tomllib
 import torch
 
 from voxtool.options import TrainOptions
+from voxtool.pitch.rmvpe_model import E2E0
 from voxtool.presets import load_config
 from voxtool.tasks.rmvpe.data import PitchDataset, validation_audio
-from voxtool.tasks.rmvpe.evaluate import evaluate_dataset, mean_metrics, melody_metrics
-from voxtool.tasks.rmvpe.infer import load_pitch_model
-from voxtool.tasks.rmvpe.model import E2E0
+from voxtool.tasks.rmvpe.infer import evaluate_dataset, load_model
+from voxtool.tasks.rmvpe.metrics import mean_metrics, melody_metrics
+from voxtool.tasks.rmvpe.synth import write_mir1k_tree
 from voxtool.tasks.rmvpe.train import RmvpeConfig, RmvpeTrainTask
 from voxtool.training.run import train_from_options
-
-from .synth import write_mir1k_tree
 
 
 def test_tiny_model_learns_pitch_of_held_out_tones(tiny_run, pitch_data):
     """rmvpe-tiny after a few seconds of training beats predicting the training median f0 everywhere."""
     valid = PitchDataset(pitch_data, "valid")
-    model = load_pitch_model(tiny_run)
-    learned, _ = evaluate_dataset(valid, model)
+    model = load_model(tiny_run)
+    learned, _ = evaluate_dataset(model, pitch_data, "valid")
     train = PitchDataset(pitch_data, "train")
     median_f0 = float(np.median(np.concatenate([train[i].f0[train[i].f0 > 0] for i in range(len(train))])))
     baseline = mean_metrics([
@@ -140,4 +139,4 @@ def test_two_rank_ddp_on_cpu(pitch_data, tmp_path, voxtool_cli):
     assert state["step"] == 4
     metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert any("valid/rpa" in m for m in metrics) and any("train/loss" in m for m in metrics)
-    assert load_pitch_model(run).net.arch.base_channels == 4
+    assert load_model(run).net.arch.base_channels == 4

@@ -224,21 +224,20 @@ def infer(
 ) -> None:
     """Vocal pitch (f0) of audio files: time,f0 at 10 ms (0 = unvoiced)."""
     from voxtool.console import emit_json, log, print_table, progress
-    from voxtool.errors import BadInput
-    from voxtool.inputs import expand_inputs, protected_paths
-    from voxtool.tasks.rmvpe.infer import FORMATS, load_pitch_model, predict_from_files_to_files
+    from voxtool.inputs import protected_paths
+    from voxtool.outputs import plan_outputs
+    from voxtool.tasks.rmvpe.infer import FORMATS, load_model, predict_from_files_to_files
 
-    if fmt not in FORMATS:
-        raise BadInput(None, f"--format {fmt}: choose {', '.join(FORMATS)}")
-    jobs = expand_inputs(inputs, out, "." + fmt, skip_existing=skip_existing, protect=protected_paths(model))
+    # the explicit --format (default csv) decides, as before; plan_outputs checks it and refuses bad outputs
+    fmt, jobs = plan_outputs(inputs, out, FORMATS, fmt, skip_existing=skip_existing, protect=protected_paths(model))
     if not jobs:
         log("nothing to do (every output exists)")
         return
-    pitch_model = load_pitch_model(model, device=device, precision=precision)
+    pitch_model = load_model(model, device=device, precision=precision)
     log(f"model: {model} ({pitch_model.description})")
     with progress(len(jobs), "infer rmvpe") as advance:
-        summary = predict_from_files_to_files(
-            jobs, pitch_model, fmt=fmt, hop_ms=hop_ms, with_confidence=confidence, on_done=advance,
+        summary = predict_from_files_to_files(  # which also sets the process's mmap threshold (flat memory)
+            jobs, pitch_model, fmt=fmt, hop_ms=hop_ms, with_confidence=confidence, advance=advance,
             threshold=threshold, chunk_frames=chunk_frames, context_frames=context_frames, batch_size=batch_size,
             decoder=decoder, fail_fast=fail_fast, out=out,
         )
@@ -263,13 +262,11 @@ def evaluate(
 ) -> None:
     """RPA, RCA, OA, VR, VFA (mir_eval, 50 cents) of a model on a prepared dataset."""
     from voxtool.console import emit_json, print_table
-    from voxtool.tasks.rmvpe.data import PitchDataset
-    from voxtool.tasks.rmvpe.evaluate import METRICS, evaluate_dataset
-    from voxtool.tasks.rmvpe.infer import load_pitch_model
+    from voxtool.tasks.rmvpe.infer import evaluate_dataset, load_model
+    from voxtool.tasks.rmvpe.metrics import METRICS
 
-    pitch_model = load_pitch_model(model, device=device)
-    dataset = PitchDataset(data, split, pitch_model.mel_cfg.hop_length)
-    means, rows = evaluate_dataset(dataset, pitch_model, threshold=threshold)
+    pitch_model = load_model(model, device=device)
+    means, rows = evaluate_dataset(pitch_model, data, split, threshold=threshold)
     if json_out:
         emit_json({"files": len(rows), **means, **({"per_file": rows} if per_file else {})})
         return
@@ -293,10 +290,10 @@ def export(
     from voxtool.console import log
     from voxtool.inputs import check_outputs, protected_paths
     from voxtool.tasks.rmvpe.export import export_onnx, parity_check
-    from voxtool.tasks.rmvpe.infer import load_pitch_model
+    from voxtool.tasks.rmvpe.infer import load_model
 
     check_outputs([out], protect=protected_paths(model))
-    pitch_model = load_pitch_model(model, device="cpu")
+    pitch_model = load_model(model, device="cpu")
     if not hasattr(pitch_model, "net"):
         from voxtool.errors import BadInput
 

@@ -1,4 +1,6 @@
-"""Typed preset sections of the rmvpe task (presets/rmvpe.toml, presets/rmvpe-tiny.toml)."""
+"""The whole config of the rmvpe task: its sections and `RmvpeConfig` (presets/rmvpe.toml, rmvpe-tiny.toml).
+
+Imports no network code: the network size is the pitch layer's torch-free `RmvpeArch`."""
 
 from __future__ import annotations
 
@@ -6,7 +8,8 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field
 
-from voxtool.audio.mel import MelConfig
+from voxtool.audio.mel_config import MelConfig
+from voxtool.pitch.settings import RmvpeArch, published_mel_config
 from voxtool.presets import StrictModel
 from voxtool.training.config import TrainConfig
 
@@ -23,29 +26,19 @@ def ordered_pair(low: float, high: float):
     return Annotated[tuple[end, end], AfterValidator(check)]
 
 
-class ModelSection(StrictModel):
-    """Network size; the defaults are the published E2E0(4, 1, (2, 2))."""
+class ModelSection(RmvpeArch):
+    """Network size (the fields of `voxtool.pitch.settings.RmvpeArch`; the defaults are the published
+    E2E0(4, 1, (2, 2))) plus how training starts. `arch()` is the bare network size."""
 
     name: Literal["E2E0"] = "E2E0"  # the original script's --model-name (only E2E0 was ever trainable)
-    n_mels: int = Field(128, gt=0, le=1024)
-    n_blocks: int = Field(4, ge=1, le=32)
-    n_levels: int = Field(5, ge=1, le=8)
-    n_inter: int = Field(4, ge=1, le=32)
-    base_channels: int = Field(16, ge=1, le=1024)
-    n_gru: int = Field(1, ge=0, le=8)
-    gru_hidden: int = Field(256, ge=1, le=8192)
-    with_tf: bool = False
     # None = PyTorch default init (as published); e.g. -4 = start at p~0.02
     output_bias_init: float | None = Field(None, ge=-50, le=50)
     init: str = ""  # checkpoint to start from (fine-tuning): published rmvpe.pt/model.pt or a voxtool model
 
-    def arch(self):
-        from voxtool.tasks.rmvpe.model import RmvpeArch
-
-        return RmvpeArch.from_dict(self.model_dump())
-
 
 class DataSection(StrictModel):
+    """Training crops and their augmentation (`data.training_crop` reads this section), validation size."""
+
     crop_frames: int = Field(128, ge=32, le=100_000)  # 1.28 s random crops, as yxlllc/Teco
     # U(a, b) x accompaniment (vocal-only .. full mix)
     accompaniment_gain: ordered_pair(-10, 10) = (-1.0, 1.0)
@@ -72,8 +65,6 @@ class InferSection(StrictModel):
 
 
 def default_mel() -> MelConfig:
-    from voxtool.tasks.rmvpe.frontend import published_mel_config
-
     return published_mel_config()
 
 

@@ -12,11 +12,16 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from voxtool.errors import BadInput
+from voxtool.tasks.rmvpe.config import DataSection
 from voxtool.tasks.rmvpe.labels import LABEL_SUFFIXES, LabelError, check_labels, labels_on_grid, read_labels
+
+if TYPE_CHECKING:
+    from voxtool.audio.mel import MelConfig
 
 SAMPLE_RATE = 16000
 HOP = 160
@@ -267,36 +272,20 @@ class PitchDataset:
     """A prepared dataset split; items are read from disk on demand (the OS caches them)."""
 
     def __init__(self, root: Path, split: str, hop_length: int = HOP):
-        root = Path(root)
-        meta_path = root / "dataset.json"
-        if not meta_path.is_file():
-            raise BadInput(root, "not a prepared rmvpe dataset (no dataset.json; run `voxtool prep mir1k` first)")
-        try:
-            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise BadInput(meta_path, f"invalid JSON ({exc})") from None
-        if not isinstance(self.meta, dict) or self.meta.get("format") != FORMAT:
-            raise BadInput(meta_path, "not an rmvpe dataset (wrong format field)")
-        list_path = root / f"{split}.txt"
-        if not list_path.is_file():
-            raise BadInput(list_path, "split list not found")
-        self.root = root
-        self.paths = []
-        for line in list_path.read_text().splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            path = (root / line).resolve()
-            if root.resolve() not in path.parents:
-                raise BadInput(list_path, f"entry {line!r} leaves the dataset folder")
-            self.paths.append(path)
+        from voxtool.datasets import PreparedDataset
+
+        ds = PreparedDataset(root, format=FORMAT, task="rmvpe", prep="voxtool prep mir1k")
+        self.meta = ds.meta
+        self.root = Path(root)
+        # resolved: a BadInput about an item names the file the split list leads to
+        self.paths = [p.resolve() for p in ds.paths(split, required=True)]
         self.hop_length = hop_length
         try:
             self.data_hop = int(self.meta.get("hop_length", HOP))
         except (TypeError, ValueError):
             self.data_hop = 0
         if self.data_hop <= 0:
-            raise BadInput(meta_path, f"hop_length {self.meta.get('hop_length')!r} is not a positive integer")
+            raise BadInput(ds.meta_path, f"hop_length {self.meta.get('hop_length')!r} is not a positive integer")
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -337,34 +326,29 @@ def _f0_at(f0: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return out
 
 
-@dataclass
-class CropSettings:
-    frames: int = 128
-    hop: int = HOP
-    n_fft: int = 1024
-    accompaniment_gain: tuple[float, float] = (-1.0, 1.0)
-    noise_prob: float = 1.0
-    noise_exponent: tuple[float, float] = (0.0, 2.0)
-    noise_log10_amp: tuple[float, float] = (-6.0, -1.0)
-    pitch_shift_prob: float = 0.5
-    pitch_shift_semitones: tuple[float, float] = (0.0, 5.0)
-    volume_log10: tuple[float, float] = (-1.0, 1.0)
-    augment: bool = True
+def training_crop(
+    item: PitchItem,
+    s: DataSection,
+    rng: np.random.Generator,
+    mel: MelConfig | None = None,
+    augment: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One crop of ``s.crop_frames`` frames, augmented as ``s`` says (unless ``augment`` is False) -> (pre-padded
+    waveform ``[(F-1)*hop + n_fft]``, f0 ``[F]``); hop and n_fft from ``mel`` (default: the published front-end).
 
-
-def training_crop(item: PitchItem, s: CropSettings, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-    """One augmented crop -> (pre-padded waveform ``[(F-1)*hop + n_fft]``, f0 ``[F]``).
-
-    Frame i of the crop is centred on the waveform sample ``i*hop + n_fft/2`` (see ``frontend``). Pitch shift by
+    Frame i of the crop is centred on the waveform sample ``i*hop + n_fft/2`` (see ``voxtool.pitch.settings``).
+    Pitch shift by
     r = 2^(k/12) reads r times more source audio and resamples it to the crop length; labels are read at
     the matching source positions and multiplied by r.
     """
+    from voxtool.audio.framing import frame_slice_from_audio
     from voxtool.audio.io import resample
-    from voxtool.tasks.rmvpe.frontend import frame_slice, pad_signal
+    from voxtool.pitch.settings import padding_config, published_mel_config
 
-    frames, hop, n_fft = s.frames, s.hop, s.n_fft
+    rcfg = padding_config(mel or published_mel_config())
+    frames, hop, n_fft = s.crop_frames, rcfg.hop_length, rcfg.n_fft
     ratio = 1.0
-    if s.augment and rng.random() < s.pitch_shift_prob:
+    if augment and rng.random() < s.pitch_shift_prob:
         ratio = 2.0 ** (rng.uniform(*s.pitch_shift_semitones) / 12.0)
     total = len(item.f0)
     need = int(np.ceil((frames - 1) * ratio)) + 1
@@ -373,20 +357,20 @@ def training_crop(item: PitchItem, s: CropSettings, rng: np.random.Generator) ->
     src_len = int(np.ceil(out_len * ratio))
     src_frames = -(-(src_len - n_fft) // hop) + 1
     # Mix voice and accompaniment before shifting: both move together, as a resampled recording would.
-    if len(item.accompaniment) and s.augment:
+    if len(item.accompaniment) and augment:
         mix = item.voice + np.float32(rng.uniform(*s.accompaniment_gain)) * item.accompaniment
     elif len(item.accompaniment):
         mix = item.voice + item.accompaniment
     else:
         mix = item.voice
-    segment = frame_slice(pad_signal(mix, n_fft), start, src_frames, hop, n_fft)[:src_len]
+    segment = frame_slice_from_audio(mix, start, src_frames, rcfg, extend_short=True)[:src_len]
     if ratio != 1.0:
         segment = resample(segment.astype(np.float32), SAMPLE_RATE, int(round(SAMPLE_RATE / ratio)))
         segment = np.pad(segment, (0, max(0, out_len - len(segment))))[:out_len]
     f0 = _f0_at(item.f0, start + np.arange(frames) * ratio) * ratio
     f0[start + np.arange(frames) * ratio > total - 1] = 0.0
     wave = segment.astype(np.float32)
-    if s.augment:
+    if augment:
         if not len(item.accompaniment) and rng.random() < s.noise_prob:
             amp = 10.0 ** rng.uniform(*s.noise_log10_amp)
             wave = wave + np.float32(amp) * coloured_noise(len(wave), rng.uniform(*s.noise_exponent), rng)

@@ -1,24 +1,23 @@
 """ONNX export: raw 16 kHz waveform in, STFT (as a fixed-kernel conv1d) and decoding inside the graph.
 
 Graph: ``waveform [B, N]`` float32, ``threshold []`` float32 -> ``f0 [B, T32]`` (Hz, 0 = unvoiced),
-``confidence [B, T32]`` (peak salience) and ``voiced [B, T32]`` (bool) with ``T32`` = ``N // hop + 1`` rounded up to the U-Net's frame multiple (callers crop
-to ``N // hop + 1``). The graph pads exactly like the torch path (reflect n_fft/2, then zeros on the audio); it
+``confidence [B, T32]`` (peak salience) and ``voiced [B, T32]`` (bool) with ``T32`` = ``N // hop + 1`` rounded up to the U-Net's frame multiple
+(callers crop to ``N // hop + 1``). The graph pads exactly like the torch path (reflect n_fft/2, then zeros on the audio); it
 needs N > n_fft/2 samples (``infer`` zero-extends shorter clips first, as the torch path does).
 """
 
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from voxtool.errors import VoxtoolError
-from voxtool.tasks.rmvpe.decode import decode_torch
-from voxtool.tasks.rmvpe.frontend import ConvStftLogMel, uncentred
+from voxtool.audio.framing import frame_config
+from voxtool.audio.onnx_mel import ConvLogMel
+from voxtool.pitch.decode import decode_torch
 
 
 class WaveformToF0(nn.Module):
@@ -27,8 +26,8 @@ class WaveformToF0(nn.Module):
     def __init__(self, net: nn.Module, mel_cfg):
         super().__init__()
         self.net = net.eval()
-        self.cfg = uncentred(mel_cfg)
-        self.frontend = ConvStftLogMel(self.cfg)
+        self.cfg = frame_config(mel_cfg)  # the graph pads the waveform itself (below), the front-end nothing
+        self.frontend = ConvLogMel(self.cfg)
         self.multiple = net.arch.frame_multiple
 
     def forward(self, waveform: torch.Tensor, threshold: torch.Tensor):
@@ -48,54 +47,33 @@ class WaveformToF0(nn.Module):
 
 
 def export_onnx(model, out: Path, opset: int = 17, threshold: float | None = None) -> Path:
-    """Write ``out`` from a TorchPitchModel; stores the mel settings and threshold as metadata."""
-    import onnx
+    """Write `out` from a TorchPitchModel; stores the mel settings and threshold as metadata."""
+    from voxtool import onnx_export
 
     wrapper = WaveformToF0(model.net.cpu(), model.mel_cfg).eval()
     example = torch.zeros(1, 16000)
     example[0] = torch.sin(torch.arange(16000) * 0.1)
     thr = torch.tensor(model.threshold if threshold is None else threshold, dtype=torch.float32)
-    from voxtool.fileio import atomic_path
-
-    out = Path(out)
-    try:
-        # the temporary file is one of atomic_path's: recognisable, and removed by later runs if this one is killed
-        with atomic_path(out) as tmp, warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # tracer notes about shape arithmetic and constant folding
-            torch.onnx.export(
-                wrapper,
-                (example, thr),
-                str(tmp),
-                input_names=["waveform", "threshold"],
-                output_names=["f0", "confidence", "voiced"],
-                dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "f0": {0: "batch", 1: "frames"},
-                              "confidence": {0: "batch", 1: "frames"}, "voiced": {0: "batch", 1: "frames"}},
-                opset_version=opset,
-                dynamo=False,
-            )
-            proto = onnx.load(str(tmp))
-            meta = {
-                "mel": json.dumps(model.mel_cfg.model_dump(mode="json")),
-                "frame_multiple": str(wrapper.multiple),
-                "threshold": str(float(thr)),
-                "producer": "voxtool rmvpe",
-            }
-            for key, value in meta.items():
-                entry = proto.metadata_props.add()
-                entry.key, entry.value = key, value
-            onnx.checker.check_model(proto)
-            tmp.write_bytes(proto.SerializeToString())
-    except Exception as exc:
-        if isinstance(exc, VoxtoolError):
-            raise
-        raise VoxtoolError(f"ONNX export failed: {str(exc).splitlines()[0][:200]}") from exc
-    return out
+    meta = {
+        "mel": json.dumps(model.mel_cfg.model_dump(mode="json")),
+        "frame_multiple": str(wrapper.multiple),
+        "threshold": str(float(thr)),
+        "producer": "voxtool rmvpe",
+    }
+    frames = {0: "batch", 1: "frames"}
+    return onnx_export.export_onnx(
+        wrapper, (example, thr), out, input_names=["waveform", "threshold"],
+        output_names=["f0", "confidence", "voiced"],
+        dynamic_axes={"waveform": {0: "batch", 1: "samples"}, "f0": frames, "confidence": frames, "voiced": frames},
+        metadata=meta, opset=opset,
+    )  # fmt: skip
 
 
 def parity_check(model, onnx_path: Path, seconds: float = 3.0, seed: int = 0) -> dict:
     """onnxruntime vs the torch model on a synthetic harmonic tone (whole file): worst cents on frames both
     call voiced, and the voicing agreement."""
-    from voxtool.tasks.rmvpe.infer import OnnxPitchModel, predict
+    from voxtool.pitch.rmvpe import predict
+    from voxtool.pitch.runtime import OnnxPitchModel
 
     rng = np.random.default_rng(seed)
     sr = model.mel_cfg.sample_rate

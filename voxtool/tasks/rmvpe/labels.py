@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from voxtool.tasks.rmvpe.decode import resample_f0
+from voxtool.pitch.decode import resample_f0
 
 LABEL_SUFFIXES = (".pv", ".csv", ".f0", ".npy")
 MAX_F0_HZ = 3000.0  # anything above is not a singing/speech fundamental

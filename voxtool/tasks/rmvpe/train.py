@@ -10,52 +10,16 @@ import numpy as np
 import torch
 
 from voxtool import console
+from voxtool.audio.framing import frame_config
+from voxtool.audio.mel import LogMel
 from voxtool.errors import BadInput
+from voxtool.pitch.decode import gaussian_targets
 from voxtool.tasks.rmvpe.config import RmvpeConfig
-from voxtool.tasks.rmvpe.data import CropSettings, PitchDataset, training_crop
-from voxtool.tasks.rmvpe.decode import gaussian_targets
-from voxtool.tasks.rmvpe.frontend import FrameMel
-from voxtool.tasks.rmvpe.model import E2E0, load_state_dict_any
+from voxtool.tasks.rmvpe.data import PitchDataset, training_crop
+from voxtool.tasks.rmvpe.model import build_model
 from voxtool.training.task import RunEnv, StepContext, TrainTask
 
-__all__ = ["RmvpeConfig", "RmvpeTrainTask", "crop_settings", "init_from_checkpoint"]
-
-
-def crop_settings(config: RmvpeConfig, augment: bool = True) -> CropSettings:
-    d = config.data
-    return CropSettings(
-        frames=d.crop_frames,
-        hop=config.mel.hop_length,
-        n_fft=config.mel.n_fft,
-        accompaniment_gain=d.accompaniment_gain,
-        noise_prob=d.noise_prob,
-        noise_exponent=d.noise_exponent,
-        noise_log10_amp=d.noise_log10_amp,
-        pitch_shift_prob=d.pitch_shift_prob,
-        pitch_shift_semitones=d.pitch_shift_semitones,
-        volume_log10=d.volume_log10,
-        augment=augment,
-    )
-
-
-def init_from_checkpoint(model: E2E0, path: Path) -> str:
-    """Fine-tuning start: load a published checkpoint / model file into ``model`` (sizes must match)."""
-    from voxtool.fileio import load_torch
-
-    obj = load_torch(path)
-    try:
-        loaded, layout = load_state_dict_any(obj, model.arch)
-    except ValueError as exc:
-        raise BadInput(path, str(exc)) from None
-    except Exception as exc:  # odd objects inside a readable file
-        raise BadInput(path, f"not an RMVPE checkpoint ({type(exc).__name__})") from None
-    own = model.state_dict()
-    missing = [k for k in own if k not in loaded.state_dict()]
-    state = {k: v for k, v in loaded.state_dict().items() if k in own}
-    for k in missing:  # the checkpoint lacks the unused tf filter: keep its fresh weights
-        state[k] = own[k]
-    model.load_state_dict(state)
-    return layout
+__all__ = ["RmvpeConfig", "RmvpeTrainTask"]
 
 
 class RmvpeTrainTask(TrainTask):
@@ -72,24 +36,15 @@ class RmvpeTrainTask(TrainTask):
         if not len(self.train_set):
             raise BadInput(data, "train.txt lists no items")
         self.valid_set = PitchDataset(data, "valid", config.mel.hop_length)
-        self.crop = crop_settings(config)
         torch.manual_seed(env.seed)  # the same initial weights on every rank and in every repeat of a run
-        self.model = E2E0(config.model.arch()).to(env.device)
-        if config.model.output_bias_init is not None:
-            # Start near the base rate of a positive bin (about 3 of 360 are 'on'): no slow descent from 0.5.
-            torch.nn.init.constant_(self.model.fc[-3].bias, config.model.output_bias_init)
-        if config.model.init:
-            layout = init_from_checkpoint(self.model, Path(config.model.init))
-            console.log(f"initialised from {config.model.init} ({layout})")
-        if config.model.with_tf:
-            # E2E0 never applies the tf filter; frozen so DDP does not wait for gradients it never gets.
-            for p in self.model.unet.tf.parameters():
-                p.requires_grad_(False)
-        self.frontend = FrameMel(config.mel).to(env.device)
+        self.model = build_model(config.model, log=console.log).to(env.device)
+        # crops are pre-padded (data.training_crop): the front-end pads nothing itself
+        self.frontend = LogMel(frame_config(config.mel)).to(env.device)
 
     def sample_batch(self, step: int, rng: np.random.Generator):
         picks = rng.integers(0, len(self.train_set), self.config.train.batch_size)
-        waves, f0s = zip(*(training_crop(self.train_set[int(i)], self.crop, rng) for i in picks))
+        data, mel = self.config.data, self.config.mel
+        waves, f0s = zip(*(training_crop(self.train_set[int(i)], data, rng, mel) for i in picks))
         return torch.from_numpy(np.stack(waves)), torch.from_numpy(np.stack(f0s))
 
     def training_step(self, batch, ctx: StepContext) -> dict:
@@ -102,17 +57,18 @@ class RmvpeTrainTask(TrainTask):
         return {"loss": loss}
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
-        from voxtool.tasks.rmvpe.evaluate import evaluate_dataset
-        from voxtool.tasks.rmvpe.infer import TorchPitchModel
+        from voxtool.pitch.runtime import TorchPitchModel
+        from voxtool.tasks.rmvpe.infer import evaluate_dataset
 
         if not len(self.valid_set):
             return {}
         pitch_model = TorchPitchModel(model, self.config.mel, self.env.device, "32", self.config.decode.threshold)
         infer = self.config.infer
         means, _ = evaluate_dataset(
-            self.valid_set,
             pitch_model,
-            max_items=self.config.data.valid_items,
+            self.data,
+            "valid",
+            limit=self.config.data.valid_items,
             max_seconds=self.config.data.valid_max_seconds,
             chunk_frames=infer.chunk_frames,
             context_frames=infer.context_frames,

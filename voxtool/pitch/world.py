@@ -1,14 +1,19 @@
-"""f0 with WORLD (pyworld): harvest (robust, slow) or dio + stonemask (fast)."""
+"""f0 with WORLD (pyworld): harvest (robust, slow) or dio + stonemask (fast); the no-model pitch estimator.
+
+Shapes: audio (N,) float; f0 (T,) Hz on a `hop_ms` grid (frame i at i * hop_ms), 0 = unvoiced.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+METHODS = ("harvest", "dio")
+
 
 def world_f0(
     wav: np.ndarray, sr: int, hop_ms: float = 10.0, f0_min: float = 50.0, f0_max: float = 1100.0,
     method: str = "harvest",
-) -> tuple[np.ndarray, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """(N,) float audio -> (times (T,), f0 Hz (T,), 0 = unvoiced) on a `hop_ms` grid."""
     import pyworld
 

@@ -1,4 +1,5 @@
-"""mir_eval melody metrics (RPA, RCA, OA, VR, VFA) of predicted vs reference f0 tracks."""
+"""mir_eval melody metrics (RPA, RCA, OA, VR, VFA) of predicted vs reference f0 tracks (`infer.evaluate_dataset`
+scores a prepared split with them)."""
 
 from __future__ import annotations
 
@@ -34,20 +35,3 @@ def mean_metrics(rows: list[dict]) -> dict:
     if not rows:
         return {k: float("nan") for k in METRICS}
     return {k: float(np.mean([r[k] for r in rows])) for k in METRICS}
-
-
-def evaluate_dataset(dataset, model, threshold: float | None = None, max_items: int = 0, max_seconds: float = 0.0,
-                     **predict_kwargs) -> tuple[dict, list[dict]]:
-    """Predict every item of a ``PitchDataset`` (full mixtures) -> (mean metrics, per-file rows with 'name')."""
-    from voxtool.tasks.rmvpe.data import validation_audio
-    from voxtool.tasks.rmvpe.infer import predict
-
-    hop = model.mel_cfg.hop_length
-    sr = model.mel_cfg.sample_rate
-    rows = []
-    count = len(dataset) if not max_items else min(max_items, len(dataset))
-    for i in range(count):
-        audio, ref = validation_audio(dataset[i], max_seconds, hop)
-        track = predict(audio, sr, model, threshold=threshold, **predict_kwargs)
-        rows.append({"name": dataset.name(i), **melody_metrics(ref, track.f0, hop / sr)})
-    return mean_metrics(rows), rows

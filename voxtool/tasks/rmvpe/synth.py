@@ -1,4 +1,5 @@
-"""Synthetic singing-like test data with exact f0: harmonic tones with glides, vibrato and unvoiced gaps."""
+"""Synthetic singing-like data with exact f0 (tests, benchmarks, demos): harmonic tones with glides, vibrato and
+unvoiced gaps, written as the generic `prep pitch` layout or the MIR-1K layout."""
 
 from __future__ import annotations
 
