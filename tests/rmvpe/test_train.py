@@ -39,6 +39,7 @@ def test_tiny_model_learns_pitch_of_held_out_tones(tiny_run, pitch_data):
     assert learned["oa"] > baseline["oa"]
 
 
+@pytest.mark.slow
 def test_end_to_end_mir1k_prep_train_eval_infer(tmp_path, voxtool_cli):
     src = write_mir1k_tree(tmp_path / "MIR-1K", singers=("abjones", "amy", "bobon"), clips_per_singer=2,
                            seconds=1.5)
