@@ -129,3 +129,18 @@ def test_runs_dir_that_is_a_file_is_bad_input(toy_site, tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip() == f"error: {runs}: --runs-dir is a file, not a folder"
     assert runs.read_text() == "not a folder"
+
+
+def test_validation_audio_reaches_tensorboard(toy_on_path, tmp_path):
+    import numpy as np
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    trainer = make(toy_on_path, tmp_path)
+    tone = np.sin(2 * np.pi * 440 * np.arange(1600) / 16000).astype(np.float32)
+    trainer.task.validation_audio = lambda model: {"valid/tone": (tone, 16000)}
+    trainer.fit()
+    events = EventAccumulator(str(tmp_path), size_guidance={"audio": 0})
+    events.Reload()
+    clips = events.Audio("valid/tone")
+    assert [c.step for c in clips] == [8, 16, 24]
+    assert clips[0].sample_rate == 16000 and clips[0].length_frames == 1600

@@ -39,6 +39,17 @@ class MetricLogger:
                 self._writer.add_scalar(key, float(value), step)
             self._writer.flush()
 
+    def audio(self, step: int, clips: dict) -> None:
+        """{tag: (waveform (N,), sample_rate)} as TensorBoard audio (jsonl holds numbers only)."""
+        if not self.enabled or not clips or self._tensorboard() is None:
+            return
+        import torch
+
+        for tag, (wave, sr) in clips.items():
+            wave = torch.as_tensor(wave, dtype=torch.float32).reshape(1, -1).clamp(-1, 1)
+            self._writer.add_audio(tag, wave, step, sample_rate=int(sr))
+        self._writer.flush()
+
     def truncate(self, step: int) -> None:
         """Drop metrics.jsonl rows after `step`: a run killed after its last checkpoint logged steps that the
         resumed run will log again. (TensorBoard keeps both; it shows the later value.)"""

@@ -101,6 +101,11 @@ class TrainTask(abc.ABC):
         """Metrics on held-out data (rank 0, eval mode, no grad); keys like 'valid/loss'."""
         return {}
 
+    def validation_audio(self, model: torch.nn.Module) -> dict[str, tuple[Any, int]]:
+        """Audio to listen to in TensorBoard after each validation: {tag: (waveform (N,) float in [-1, 1],
+        sample rate)} (rank 0, eval mode, no grad; e.g. a vocoder's held-out resynthesis). Default: none."""
+        return {}
+
     def best_metric(self) -> tuple[str, str]:
         return self.config.train.best_metric, self.config.train.best_mode
 

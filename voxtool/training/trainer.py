@@ -317,8 +317,10 @@ class Trainer:
             model.eval()
             with torch.no_grad():
                 metrics = {k: float(v) for k, v in self.task.validate(model).items()}
+                clips = self.task.validation_audio(model)
             model.train(was_training)
             self.logger.log(self.step, metrics)
+            self.logger.audio(self.step, clips)
             name, mode = self.task.best_metric()
             value = metrics.get(name)
             improved = value is not None and math.isfinite(value) and (
