@@ -19,7 +19,8 @@ from importlib import metadata
 GROUP = "voxtool.tasks"
 VERBS = ("prep", "train", "ssl", "infer", "convert", "transcribe", "eval", "export")
 # top-level module -> the extra of pyproject.toml that installs it
-EXTRAS = {"pypinyin": "pinyin", "jiwer": "pinyin", "praatio": "pinyin", "onnx": "export", "onnxruntime": "export"}
+EXTRAS = {"pypinyin": "pinyin", "jiwer": "pinyin", "praatio": "pinyin", "onnx": "export", "onnxruntime": "export",
+          "pesq": "quality", "pystoi": "quality"}
 
 
 def missing_extra(exc: BaseException) -> str | None:

@@ -45,6 +45,12 @@ def test_prep_train_infer_export(tmp_path, voxtool_cli):
     scores = json.loads(result.stdout)
     assert scores["items"] == 2 and len(scores["per_file"]) == 2
     assert scores["mel_l1"] == pytest.approx([m for m in metrics if "valid/mel_l1" in m][-1]["valid/mel_l1"], rel=1e-3)
+    assert {"mcd", "pesq", "stoi", "f0_rmse_cents"} <= set(scores) <= set(scores["per_file"][0]) | {"items", "per_file"}
+    assert scores["mcd"] > 0 and 1.0 <= scores["pesq"] <= 4.65 and -1 <= scores["stoi"] <= 1  # 4 steps: near silence
+    result = voxtool_cli("eval", "hifigan", str(data), "--model", str(run), "--device", "cpu", "--per-file",
+                         "--chunk-frames", "20")
+    assert result.returncode == 0, result.stderr
+    assert all(h in result.stdout for h in ("MCD dB", "PESQ", "STOI", "f0 RMSE c", "per file"))
 
     mels = tmp_path / "mels"
     (mels / "sub").mkdir(parents=True)
@@ -144,3 +150,26 @@ def test_published_checkpoint_with_and_without_preset(tmp_path):
 def test_harmonic_clip_is_sane():
     wav = harmonic_clip(np.random.default_rng(0), 1.0)
     assert wav.shape == (16000,) and 0.05 < np.abs(wav).max() < 1.0
+
+
+def test_infer_griffinlim_needs_no_model(tmp_path, voxtool_cli):
+    """`--model griffinlim --preset hifigan-16k`: a tone's mel -> wav at 16 kHz with the tone's f0; export refuses."""
+    import pyworld
+
+    from voxtool.vocoders.mel import MEL_16K_BSHALL, VocoderLogMel
+
+    t = np.arange(16000) / 16000
+    wav = (0.3 * sum(np.sin(2 * np.pi * 150 * k * t) / k for k in range(1, 6))).astype(np.float32)
+    np.save(tmp_path / "tone.npy", VocoderLogMel(MEL_16K_BSHALL)(torch.from_numpy(wav)).numpy())
+    result = voxtool_cli("infer", "hifigan", str(tmp_path / "tone.npy"), "--model", "griffinlim", "--preset",
+                         "hifigan-16k", "--out", str(tmp_path / "tone.wav"), "--json")
+    assert result.returncode == 0, result.stderr
+    out, sr = sf.read(tmp_path / "tone.wav", dtype="float64")
+    f0, _ = pyworld.harvest(out, sr)
+    assert sr == 16000 and len(out) == 100 * 160
+    assert abs(1200 * np.log2(np.median(f0[f0 > 0]) / 150)) < 50
+    result = voxtool_cli("export", "hifigan", "--model", "griffinlim", "--out", str(tmp_path / "g.onnx"))
+    assert result.returncode == 2 and "no network to export" in result.stderr
+    result = voxtool_cli("infer", "hifigan", str(tmp_path / "tone.npy"), "--model", "griffinlim", "--out",
+                         str(tmp_path / "x.wav"), "--chunk-frames", "-1")
+    assert result.returncode == 2 and "--chunk-frames" in result.stderr

@@ -1,5 +1,5 @@
-"""hifigan plugin: prep hifigan, train hifigan, infer hifigan (mel .npy -> wav), eval hifigan (mel L1),
-export hifigan (ONNX).
+"""hifigan plugin: prep hifigan (optionally GTA mels), train hifigan, infer hifigan (mel .npy -> wav, streamed;
+also Griffin-Lim), eval hifigan (copy synthesis: mel L1, MCD, PESQ, STOI, f0 RMSE), export hifigan (ONNX).
 
 Thin: the logic lives in the task modules, imported inside the commands (`voxtool --help` stays fast). No
 `from __future__ import annotations`: the option wrappers of voxtool.options resolve annotations here.
@@ -16,8 +16,14 @@ from voxtool.plugins import TaskPlugin
 PresetOpt = Annotated[str, typer.Option("--preset", help="Vocoder preset: hifigan-16k | hifigan-22k | hifigan-tiny "
                                                          "(or a TOML path).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print a JSON summary on stdout.")]
-ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model.pt, run folder, or a published generator "
-                                                             "checkpoint (bshall, jik876, DiffVC).")]
+ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model.pt, run folder, a published generator "
+                                                             "checkpoint (bshall, jik876, DiffVC), or 'griffinlim' "
+                                                             "(no model; mel settings from --preset).")]
+ChunkOpt = Annotated[int, typer.Option("--chunk-frames", min=0, max=100_000,
+                                       help="Synthesise long mels in chunks of N frames, cross-faded (memory flat "
+                                            "in duration); 0 = whole input at once.")]
+PrecisionOpt = Annotated[str, typer.Option("--precision", help="32 | 16 | bf16: autocast of the generator "
+                                                               "(16/bf16 for accelerators).")]
 Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda[:N]|mps|xpu|npu|sdaa[:N]")]
 
 
@@ -40,6 +46,10 @@ def prep(
     valid_fraction: Annotated[float, typer.Option("--valid-fraction", min=0.0, max=0.9,
                                                   help="Seeded fraction of items held out for validation.")] = 0.05,
     seed: Annotated[int, typer.Option("--seed", min=0, max=MAX_SEED, help="Seed of the split.")] = 0,
+    mels_from: Annotated[Path | None, typer.Option("--mels-from", help="Ground-truth-aligned fine-tuning: take each "
+                                                   "item's mel from DIR/<relative path>.npy (n_mels, frames), "
+                                                   "e.g. an acoustic model's predictions, instead of computing "
+                                                   "it.")] = None,
     json_out: JsonOut = False,
 ) -> None:
     """Audio -> vocoder dataset: wav at the vocoder's rate (loudness-normalised) and its mel, one .npz per item."""
@@ -55,10 +65,12 @@ def prep(
     check_output_dir(out)
     if out.exists() and any(out.iterdir()) and not (out / "dataset.json").is_file():
         raise BadInput(out, "output folder exists and is not a hifigan dataset; choose an empty folder")
+    if mels_from is not None and not mels_from.is_dir():
+        raise BadInput(mels_from, "--mels-from must be a folder of .npy mels")
     sources = data.collect_audio(list(inputs))
     with prep_progress(len(sources), "prep hifigan", out=out, unit="items",
                        then=f"{out} is unfinished: run it again") as advance:
-        report = data.write_dataset(sources, out, config, valid_fraction, seed, advance)
+        report = data.write_dataset(sources, out, config, valid_fraction, seed, advance, mels_from=mels_from)
     if json_out:
         emit_json({"out": str(out), "items": report.written, "mel": config.mel_settings().describe(),
                    "minutes": {k: round(v / 60, 3) for k, v in report.seconds.items()},
@@ -104,6 +116,8 @@ def infer(
     preset: Annotated[str | None, typer.Option("--preset", help="Config of a published checkpoint (hifigan-16k | "
                                                                 "hifigan-22k); default: from its layout.")] = None,
     sample_format: Annotated[str, typer.Option("--sample-format", help="pcm16 | float")] = "pcm16",
+    chunk_frames: ChunkOpt = 500,
+    precision: PrecisionOpt = "32",
     device: Device = "auto",
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
     fail_fast: FailFast = False,
@@ -122,7 +136,7 @@ def infer(
     if not jobs:
         log("nothing to do (every output exists)")
         return
-    vocoder = load_model(model, preset=preset, device=device)
+    vocoder = load_model(model, preset=preset, device=device, chunk_frames=chunk_frames, precision=precision)
     log(f"model: {model} ({vocoder.description})")
     with progress(len(jobs), "infer hifigan") as advance:
         results = predict_from_files_to_files(jobs, vocoder, sample_format, on_done=advance, fail_fast=fail_fast,
@@ -146,25 +160,49 @@ def evaluate(
     max_seconds: Annotated[float, typer.Option("--max-seconds", min=0.0, max=86_400.0,
                                                help="Crop each item to this length (0 = whole items).")] = 0.0,
     per_file: Annotated[bool, typer.Option("--per-file", help="Also print every item's score.")] = False,
+    quality: Annotated[bool, typer.Option("--quality/--no-quality", help="Also MCD (DTW), PESQ (wideband), STOI "
+                                                                         "and f0 RMSE (needs voxtool[quality]); "
+                                                                         "--no-quality: mel L1 only.")] = True,
+    chunk_frames: ChunkOpt = 500,
+    precision: PrecisionOpt = "32",
     device: Device = "auto",
     json_out: JsonOut = False,
 ) -> None:
-    """Mel L1 (full-band log-mels of real vs vocoded audio) of a vocoder on a prepared split; lower is better."""
+    """Copy synthesis (wav -> mel -> vocoder -> wav) on a prepared split: mel L1 (lower is better) and MCD with DTW
+    (dB, lower), wideband PESQ (higher), STOI (higher), f0 RMSE in cents on voiced frames (lower)."""
+    import math
+
     from voxtool.console import emit_json, print_table, progress
     from voxtool.tasks.hifigan.data import VocoderDataset
     from voxtool.tasks.hifigan.infer import evaluate_dataset, load_model
 
-    vocoder = load_model(model, preset=preset, device=device)
+    if quality:  # a missing extra fails here, before any work, naming `pip install 'voxtool[quality]'`
+        import pesq  # noqa: F401
+        import pystoi  # noqa: F401
+    vocoder = load_model(model, preset=preset, device=device, chunk_frames=chunk_frames, precision=precision)
     total = len(VocoderDataset(data, split, vocoder.mel.n_mels, vocoder.hop_length))
     with progress(min(limit, total) if limit else total, "eval hifigan") as advance:
-        result = evaluate_dataset(vocoder, data, split, limit=limit, advance=advance, max_seconds=max_seconds)
+        result = evaluate_dataset(vocoder, data, split, limit=limit, advance=advance, max_seconds=max_seconds,
+                                  quality=quality)
+
+    def clean(value):  # NaN (a score undefined for an item) -> null / "-"
+        return None if isinstance(value, float) and math.isnan(value) else value
+
+    names = list(result.metrics)
     if json_out:
-        emit_json({"items": len(result.items), **result.metrics, **({"per_file": result.items} if per_file else {})})
+        emit_json({"items": len(result.items), **{k: clean(v) for k, v in result.metrics.items()},
+                   **({"per_file": [{k: clean(v) for k, v in r.items()} for r in result.items]} if per_file else {})})
         return
+    headers = {"mel_l1": "mel L1", "mcd": "MCD dB", "pesq": "PESQ", "stoi": "STOI", "f0_rmse_cents": "f0 RMSE c"}
+
+    def cells(row):
+        return ["-" if clean(row[k]) is None else round(row[k], 4) for k in names]
+
     if per_file:
-        print_table("per file", ["item", "mel L1", "seconds"],
-                    [[r["name"], round(r["mel_l1"], 4), round(r["seconds"], 2)] for r in result.items])
-    print_table(f"eval hifigan ({len(result.items)} items, {split})", ["mel L1"], [[round(result.metrics["mel_l1"], 4)]])
+        print_table("per file", ["item", *(headers[k] for k in names), "seconds"],
+                    [[r["name"], *cells(r), round(r["seconds"], 2)] for r in result.items])
+    print_table(f"eval hifigan ({len(result.items)} items, {split})", [headers[k] for k in names],
+                [cells(result.metrics)])
 
 
 # ------------------------------------------------------------------------------------------------- export
@@ -180,12 +218,15 @@ def export(
 ) -> None:
     """ONNX graph: mel (B, n_mels, frames) -> waveform (B, frames * hop), batch and frames dynamic."""
     from voxtool.console import emit_json, log
+    from voxtool.errors import BadInput
     from voxtool.inputs import check_outputs, protected_paths
     from voxtool.tasks.hifigan.export import export_onnx, parity_check
     from voxtool.tasks.hifigan.infer import load_model
 
     check_outputs([out], protect=protected_paths(model))
     vocoder = load_model(model, preset=preset, device="cpu")
+    if vocoder.is_griffinlim:
+        raise BadInput(None, "--model griffinlim has no network to export")
     export_onnx(vocoder, out, opset=opset)
     log(f"wrote {out}")
     rms = parity_check(vocoder, out) if check else None

@@ -7,6 +7,13 @@ A prepared dataset is a folder with
 - `skipped.tsv`: `path<TAB>reason` of every source that was left out;
 - `items/<name>.npz` per clip: `wav` float32 (N,) at the vocoder's rate, loudness-normalised and cut to
   N = T * hop samples, and `mel` float32 (n_mels, T), the vocoder's log-mel of exactly that wav.
+
+Ground-truth-aligned (GTA) fine-tuning (`prep hifigan --mels-from DIR`): each wav is paired with
+`DIR/<its path relative to the input folder, suffix .npy>` (for a file given directly: `DIR/<stem>.npy`), a log-mel
+(n_mels, T) predicted by an acoustic model from that very utterance; it is stored as the item's `mel` instead of the
+computed one, so the vocoder learns to turn the acoustic model's (smoothed) mels into the real waveform. A pair is
+skipped (skipped.tsv, with the reason) when the .npy is missing or unreadable, has another n_mels, or has another
+frame count than the wav's N // hop; dataset.json then records `"gta_mels": DIR`.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -28,20 +36,28 @@ FORMAT = "voxtool-hifigan-dataset"
 # ---------------------------------------------------------------------------------------------------------
 
 
-def collect_audio(inputs: list[Path]) -> list[tuple[Path, str]]:
-    """Audio files (files, or directories searched recursively) -> (path, item name from the relative path)."""
+class Source(NamedTuple):
+    path: Path  # the audio file
+    name: str  # item name, from the relative path
+    rel: str  # relative path without suffix (posix), for --mels-from pairing
+
+
+def collect_audio(inputs: list[Path]) -> list[Source]:
+    """Audio files (files, or directories searched recursively) -> `Source(path, item name, relative stem)`."""
     from voxtool.audio.io import is_audio_file
 
-    found: list[tuple[Path, str]] = []
+    found: list[Source] = []
     for path in inputs:
         path = Path(path)
         if path.is_dir():
             files = sorted(p for p in path.rglob("*") if p.is_file() and is_audio_file(p))
             if not files:
                 raise BadInput(path, "directory holds no audio files")
-            found += [(p, "_".join(p.relative_to(path).with_suffix("").parts)) for p in files]
+            for p in files:
+                rel = p.relative_to(path).with_suffix("")
+                found.append(Source(p, "_".join(rel.parts), rel.as_posix()))
         elif path.is_file():
-            found.append((path, path.stem))
+            found.append(Source(path, path.stem, path.stem))
         else:
             raise BadInput(path, "no such file or directory")
     return found
@@ -80,8 +96,30 @@ class PrepReport:
         return [[s, self.written[s], round(self.seconds[s] / 60, 2)] for s in ("train", "valid")]
 
 
-def prepare_item(path: Path, config, log_mel) -> dict[str, np.ndarray]:
-    """One audio file -> {"wav": (T*hop,), "mel": (n_mels, T)}; BadInput with the reason when unusable."""
+def read_gta_mel(path: Path, n_mels: int, frames: int) -> np.ndarray:
+    """A predicted mel for GTA prep: float32 (n_mels, frames); BadInput naming the file when it does not fit."""
+    if not path.is_file():
+        raise BadInput(path, "no predicted mel (.npy) for this wav in --mels-from")
+    try:
+        mel = np.load(path, allow_pickle=False)
+    except Exception as exc:  # ValueError, OSError, EOFError of a garbled file
+        raise BadInput(path, f"not a readable .npy array ({type(exc).__name__})") from None
+    if mel.ndim == 3 and mel.shape[0] == 1:
+        mel = mel[0]
+    if mel.ndim != 2 or not np.issubdtype(mel.dtype, np.floating):
+        raise BadInput(path, f"expected a float (n_mels, frames) array, got {mel.dtype} {mel.shape}")
+    if mel.shape[0] != n_mels:
+        raise BadInput(path, f"predicted mel has {mel.shape[0]} mels; the vocoder takes {n_mels}")
+    if mel.shape[1] != frames:
+        raise BadInput(path, f"predicted mel has {mel.shape[1]} frames; the wav has {frames} (samples // hop)")
+    if not np.all(np.isfinite(mel)):
+        raise BadInput(path, "predicted mel holds NaN or infinite values")
+    return np.ascontiguousarray(mel, dtype=np.float32)
+
+
+def prepare_item(path: Path, config, log_mel, gta_mel: Path | None = None) -> dict[str, np.ndarray]:
+    """One audio file -> {"wav": (T*hop,), "mel": (n_mels, T)}; BadInput with the reason when unusable. With
+    `gta_mel` the mel is read from that .npy (checked against the wav) instead of computed."""
     import torch
 
     from voxtool.audio.io import load_audio
@@ -98,6 +136,8 @@ def prepare_item(path: Path, config, log_mel) -> dict[str, np.ndarray]:
     wav = normalize_loudness(wav, data.normalize, data.peak_level, data.rms_dbfs)
     frames = len(wav) // mel_cfg.hop_length
     wav = np.ascontiguousarray(wav[: frames * mel_cfg.hop_length])  # exactly T * hop samples for T frames
+    if gta_mel is not None:
+        return {"wav": wav, "mel": read_gta_mel(gta_mel, mel_cfg.n_mels, frames)}
     with torch.inference_mode():
         mel = log_mel(torch.from_numpy(wav)).numpy().astype(np.float32)
     if mel.shape != (mel_cfg.n_mels, frames):  # the published settings give N // hop frames; others may not
@@ -106,10 +146,11 @@ def prepare_item(path: Path, config, log_mel) -> dict[str, np.ndarray]:
     return {"wav": wav, "mel": mel}
 
 
-def write_dataset(sources: list[tuple[Path, str]], out: Path, config, valid_fraction: float, seed: int,
-                  on_item=None) -> PrepReport:
+def write_dataset(sources: list[Source], out: Path, config, valid_fraction: float, seed: int,
+                  on_item=None, mels_from: Path | None = None) -> PrepReport:
     """Write every usable source into `out` (see the module doc); unusable ones go to skipped.tsv with the reason.
-    BadInput when nothing is usable (after writing skipped.tsv, so the reasons can be read)."""
+    BadInput when nothing is usable (after writing skipped.tsv, so the reasons can be read). `mels_from`: GTA
+    mels (see the module doc)."""
     from voxtool import __version__
     from voxtool.fileio import atomic_write, ensure_output_dir, write_text_atomic
     from voxtool.outputs import write_json
@@ -121,11 +162,13 @@ def write_dataset(sources: list[tuple[Path, str]], out: Path, config, valid_frac
     log_mel = VocoderLogMel(config.mel_settings())
     used: set[str] = set()
     written: list[tuple[str, float]] = []
-    for path, name in sources:
+    for path, name, rel in sources:
+        gta = Path(mels_from) / f"{rel}.npy" if mels_from is not None else None
         try:
-            arrays = prepare_item(path, config, log_mel)
+            arrays = prepare_item(path, config, log_mel, gta)
         except BadInput as exc:
-            report.skipped.append((str(path), exc.problem))
+            reason = exc.problem if exc.where in (None, str(path)) else f"{exc.where}: {exc.problem}"
+            report.skipped.append((str(path), reason))
             if on_item:
                 on_item()
             continue
@@ -161,6 +204,8 @@ def write_dataset(sources: list[tuple[Path, str]], out: Path, config, valid_frac
         "minutes": {k: round(v / 60, 3) for k, v in report.seconds.items()},
         "skipped": len(report.skipped),
     }
+    if mels_from is not None:
+        meta["gta_mels"] = str(mels_from)
     write_json(out / "dataset.json", meta, indent=2, trailing_newline=True)  # last: marks a finished dataset
     return report
 

@@ -6,7 +6,13 @@ Layers (torchcrepe style): `load_model(path)` -> `predict(mel, vocoder)` -> `pre
 training checkpoints): its config then comes from `preset` (`hifigan-16k`, `hifigan-22k`, ...) or, without one,
 from the checkpoint's layout and n_mels (a published mel that fits). Weight norm is removed; inference runs under
 `torch.inference_mode`; the output is clamped to [-1, 1]. `evaluate_dataset(model, data, split)` scores a vocoder
-on a prepared split (mel L1) -> `voxtool.evaluation.EvalResult`.
+on a prepared split -> `voxtool.evaluation.EvalResult`: mel L1 and, with `quality=True`, copy-synthesis MCD (DTW),
+PESQ (wideband, 16 kHz), STOI and f0 RMSE in cents (`metrics.py`).
+
+`model="griffinlim"` (with a `preset` for the mel settings, default `hifigan-16k`) is Griffin-Lim
+(`voxtool.vocoders.griffinlim`): no weights, the same interface. Long mels are synthesised in overlapping chunks
+(`chunk_frames`, default 500; 0 = whole input) cross-faded as `voxtool.vocoders.streaming` describes, so memory
+stays flat in the duration; `precision` "16"/"bf16" runs the generator under autocast (accelerators).
 """
 
 from __future__ import annotations
@@ -20,18 +26,40 @@ import torch
 from voxtool.errors import BadInput
 from voxtool.vocoders.hifigan import Generator, GeneratorConfig
 from voxtool.vocoders.mel import PUBLISHED_MELS, MelSettings, check_mel_tensor
+from voxtool.vocoders.streaming import DEFAULT_CHUNK_FRAMES, DEFAULT_FADE_FRAMES, synthesize_chunked
 
 SUBTYPES = {"pcm16": "PCM_16", "float": "FLOAT"}
+GRIFFINLIM = "griffinlim"
+MAX_CHUNK_FRAMES = 100_000
 
 
 @dataclass
 class Vocoder:
     """A ready generator (eval, weight norm removed) on a device with the mel settings it expects."""
 
-    generator: Generator
+    generator: Generator  # or a `voxtool.vocoders.griffinlim.GriffinLim`
     mel: MelSettings
     device: torch.device
     description: str = ""
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES  # 0 = whole input in one pass
+    context_frames: int | None = None  # None = the generator's receptive field + 2 (streaming.py)
+    precision: str = "32"  # "32" | "16" | "bf16": autocast of the generator
+
+    @property
+    def is_griffinlim(self) -> bool:
+        return not isinstance(self.generator, Generator)
+
+    def synthesize(self, mel: torch.Tensor) -> np.ndarray:
+        """(B, n_mels, T) on any device -> float32 numpy (B, T * hop), not clamped; under inference_mode."""
+        from voxtool.devices import autocast
+
+        mel = mel.to(self.device)
+        with torch.inference_mode():
+            if self.is_griffinlim:
+                return self.generator(mel)[:, 0].cpu().numpy()
+            with autocast(self.device, self.precision):
+                return synthesize_chunked(self.generator, mel, self.chunk_frames, self.context_frames,
+                                          DEFAULT_FADE_FRAMES, self.hop_length)
 
     @property
     def sample_rate(self) -> int:
@@ -47,14 +75,31 @@ def _first_line(exc: BaseException) -> str:
     return text.splitlines()[-1].strip()[:160] if text else type(exc).__name__
 
 
-def load_model(path: str | Path, preset: str | None = None, device: str = "cpu") -> Vocoder:
-    """A voxtool model.pt / run folder, or a published generator checkpoint (see the module doc)."""
-    from voxtool.devices import resolve_device
+def load_model(path: str | Path, preset: str | None = None, device: str = "cpu",
+               chunk_frames: int = DEFAULT_CHUNK_FRAMES, precision: str = "32") -> Vocoder:
+    """A voxtool model.pt / run folder, a published generator checkpoint, or "griffinlim" (see the module doc)."""
+    from voxtool.devices import normalise_precision, resolve_device
+
+    if not 0 <= chunk_frames <= MAX_CHUNK_FRAMES:
+        raise BadInput(None, f"chunk_frames {chunk_frames}: choose 0 (whole input) to {MAX_CHUNK_FRAMES}")
+    vocoder = _load(path, preset, resolve_device(device).torch)
+    vocoder.chunk_frames, vocoder.precision = chunk_frames, normalise_precision(precision)
+    return vocoder
+
+
+def _load(path: str | Path, preset: str | None, dev: torch.device) -> Vocoder:
     from voxtool.fileio import load_torch
     from voxtool.training.modelfile import is_model_file, load_model_file, resolve_model_path
     from voxtool.vocoders.checkpoint import load_generator_state
 
-    dev = resolve_device(device).torch
+    if str(path).lower() == GRIFFINLIM and not Path(path).exists():
+        from voxtool.presets import load_config
+        from voxtool.tasks.hifigan.config import HifiganConfig
+        from voxtool.vocoders.griffinlim import DEFAULT_ITERATIONS, GriffinLim
+
+        mel = load_config(HifiganConfig, preset or "hifigan-16k", task="hifigan").mel_settings()
+        return Vocoder(GriffinLim(mel), mel, torch.device("cpu"),
+                       f"Griffin-Lim, {DEFAULT_ITERATIONS} iterations ({mel.describe()})")
     path = resolve_model_path(path)
     obj = load_torch(path)
     if is_model_file(obj):
@@ -93,9 +138,7 @@ def predict(mel: np.ndarray | torch.Tensor, vocoder: Vocoder, where=None) -> np.
     x = torch.as_tensor(np.asarray(mel, dtype=np.float32) if not torch.is_tensor(mel) else mel).float()
     check_mel_tensor(x, vocoder.mel, where)
     single = x.dim() == 2
-    with torch.inference_mode():
-        wav = vocoder.generator((x[None] if single else x).to(vocoder.device))  # (B, 1, T * hop)
-    wav = wav.clamp(-1.0, 1.0)[:, 0].float().cpu().numpy()
+    wav = np.clip(vocoder.synthesize(x[None] if single else x), -1.0, 1.0)  # (B, T * hop)
     return wav[0] if single else wav
 
 
@@ -143,14 +186,16 @@ def predict_from_files_to_files(jobs: list, vocoder: Vocoder, subtype: str = "pc
 
 
 def evaluate_dataset(model, data: str | Path, split: str = "valid", *, device: str = "cpu", limit: int = 0,
-                     advance=None, preset: str | None = None, max_seconds: float = 0.0):
-    """Mel L1 (full-band loss mels of real vs vocoded audio, as `valid/mel_l1` in training) of a vocoder on a
-    prepared split -> `voxtool.evaluation.EvalResult` ({"mel_l1": mean}, one row per item). `model`: a path / run
-    folder (with `preset` for a published checkpoint) or a loaded `Vocoder`; `max_seconds` crops each item
-    (0 = whole). A dataset of other mel settings than the vocoder's is a BadInput."""
+                     advance=None, preset: str | None = None, max_seconds: float = 0.0, quality: bool = True):
+    """Copy synthesis (the item's stored mel -> vocoder -> wav, compared with the item's wav) on a prepared split
+    -> `voxtool.evaluation.EvalResult`: per item and as means, `mel_l1` (full-band loss mels, as `valid/mel_l1` in
+    training) and, with `quality`, `mcd` (dB, DTW), `pesq` (wideband), `stoi` and `f0_rmse_cents` (see
+    `metrics.py`; a score that is undefined for an item, e.g. no voiced frame, is NaN there and left out of the
+    mean). `model`: a path / run folder / "griffinlim" (with `preset` for a published checkpoint) or a loaded
+    `Vocoder`; `max_seconds` crops each item (0 = whole). A dataset of other mel settings is a BadInput."""
     from voxtool.evaluation import EvalResult
     from voxtool.tasks.hifigan.data import VocoderDataset
-    from voxtool.tasks.hifigan.metrics import item_mel_l1
+    from voxtool.tasks.hifigan.metrics import QUALITY_METRICS, quality_scores, wav_mel_l1
     from voxtool.vocoders.mel import VocoderLogMel, check_mel_settings
 
     vocoder = model if isinstance(model, Vocoder) else load_model(model, preset=preset, device=device)
@@ -163,9 +208,17 @@ def evaluate_dataset(model, data: str | Path, split: str = "valid", *, device: s
         wav, mel = dataset[i]
         if max_frames:
             mel, wav = mel[:, :max_frames], wav[: max_frames * vocoder.hop_length]
-        score = item_mel_l1(vocoder.generator, wav, mel, loss_mel, vocoder.device)
-        rows.append({"name": dataset.paths[i].stem, "mel_l1": score, "seconds": len(wav) / vocoder.sample_rate})
+        fake = vocoder.synthesize(torch.from_numpy(mel)[None])[0]  # unclamped, as in training validation
+        row = {"name": dataset.paths[i].stem, "mel_l1": wav_mel_l1(fake, wav, loss_mel, vocoder.device)}
+        if quality:
+            row.update(quality_scores(wav, np.clip(fake, -1.0, 1.0), vocoder.sample_rate))
+        row["seconds"] = len(wav) / vocoder.sample_rate
+        rows.append(row)
         if advance:
             advance(1)
-    metrics = {"mel_l1": float(np.mean([r["mel_l1"] for r in rows]))} if rows else {"mel_l1": float("nan")}
+    names = ("mel_l1", *QUALITY_METRICS) if quality else ("mel_l1",)
+    metrics = {}
+    for name in names:
+        values = [r[name] for r in rows if np.isfinite(r[name])]
+        metrics[name] = float(np.mean(values)) if values else float("nan")
     return EvalResult(metrics, rows)
