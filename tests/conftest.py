@@ -47,6 +47,24 @@ def torch_threads() -> int:
         return 1
 
 
+def _apply_torch_threads() -> None:
+    torch = sys.modules.get("torch")  # not imported yet: it will read OMP_NUM_THREADS itself
+    if torch is not None and torch.get_num_threads() != torch_threads():
+        torch.set_num_threads(torch_threads())
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _torch_threads_for_the_session():
+    """The run uses `torch_threads()`, whatever a test module set at import (some set 1 at module level, and
+    collection imports them all before the first fixture runs). Session scope: before any module's training."""
+    _apply_torch_threads()
+
+
+@pytest.fixture(autouse=True)
+def _torch_threads_for_each_test():
+    _apply_torch_threads()
+
+
 def seeded(base: int) -> int:
     """`base` shifted by VOXTOOL_TEST_SEED: every seed of a learning fixture or threshold test goes through here."""
     return base + seed_offset()
