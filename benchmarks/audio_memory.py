@@ -9,7 +9,7 @@ activations are the same for every file length), and a warm-up inference on a 1-
 (from VmHWM after the reset; `resource.getrusage` ru_maxrss where the reset is not available).
 
 Modes:
-- file: `infer_files` (the CLI path): the file is read in blocks and resampled block by block, the log-mel is
+- file: `predict_from_files_to_files` (the CLI path): the file is read in blocks and resampled block by block, the log-mel is
   made chunk by chunk and the model runs in chunks; a file longer than one chunk is read twice.
 - whole: the previous path, `load_audio` (whole file decoded and resampled) then `predict` on the array.
 - decode: only the audio: `load_audio` against consuming `iter_audio_blocks` (mode decode-blocks).
@@ -78,11 +78,11 @@ def child(args: argparse.Namespace) -> None:
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
     from voxtool.audio.io import iter_audio_blocks, load_audio
+    from voxtool.inputs import expand_inputs
     from voxtool.presets import load_config
-    from voxtool.tasks.mouth.data import mel_config
-    from voxtool.tasks.mouth.infer import infer_files, load_predictor, predict
+    from voxtool.tasks.mouth.config import MouthConfig
+    from voxtool.tasks.mouth.infer import load_model, predict, predict_from_files_to_files
     from voxtool.tasks.mouth.model import BiLSTMCurveEstimator
-    from voxtool.tasks.mouth.train import MouthConfig
     from voxtool.training.modelfile import save_model_file
 
     work = Path(args.work)
@@ -94,10 +94,11 @@ def child(args: argparse.Namespace) -> None:
         cfg = load_config(MouthConfig, "mouth-tiny", [], task="mouth")
         net = BiLSTMCurveEstimator(cfg.model, -0.15, 1.0)
         save_model_file(model_path, "mouth", cfg.model_dump(mode="json"), net.state_dict(),
-                        {"mel": mel_config().model_dump(), "value_range": [-0.15, 1.0]})
-    pred = load_predictor(model_path)
+                        {"mel": cfg.mel.model_dump(), "value_range": [-0.15, 1.0]})
+    pred = load_model(model_path)
     warm = work / "warm.wav"
-    infer_files([str(warm)], work / "warm.csv", model_path)  # warm-up: lazy allocations, thread pools
+    # warm-up: lazy allocations, thread pools
+    predict_from_files_to_files(expand_inputs([str(warm)], work / "warm.csv", ".csv"), pred)
     predict(load_audio(warm, 16000), 16000, pred)
     sum(len(b) for b in iter_audio_blocks(warm, 16000))
 
@@ -105,7 +106,7 @@ def child(args: argparse.Namespace) -> None:
     base = _current_rss_mb()
     t0 = time.perf_counter()
     if args.mode == "file":
-        infer_files([args.file], work / "out.csv", model_path)
+        predict_from_files_to_files(expand_inputs([args.file], work / "out.csv", ".csv"), pred)
     elif args.mode == "whole":
         audio = load_audio(args.file, sr=16000)
         predict(audio, 16000, pred)

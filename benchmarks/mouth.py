@@ -80,15 +80,15 @@ def bench_prep(runs: int, n_takes: int) -> dict:
 def _model_file(path: Path) -> None:
     import torch
 
-    from voxtool.tasks.mouth.data import mel_config
-    from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, MouthModelConfig
-    from voxtool.tasks.mouth.train import MouthConfig
+    from voxtool.tasks.mouth.config import MouthConfig
+    from voxtool.tasks.mouth.model import BiLSTMCurveEstimator
     from voxtool.training.modelfile import save_model_file
 
     torch.manual_seed(0)
-    model = BiLSTMCurveEstimator(MouthModelConfig(), -0.15, 1.0)
-    meta = {"value_range": [-0.15, 1.0], "mel": mel_config().model_dump(), "target": "jaw-minus-close", "fps": 50}
-    save_model_file(path, "mouth", MouthConfig().model_dump(mode="json"), model.state_dict(), meta)
+    config = MouthConfig()
+    model = BiLSTMCurveEstimator(config.model, -0.15, 1.0)
+    meta = {"value_range": [-0.15, 1.0], "mel": config.mel.model_dump(), "target": "jaw-minus-close", "fps": 50}
+    save_model_file(path, "mouth", config.model_dump(mode="json"), model.state_dict(), meta)
 
 
 def infer_case(model_path: str, seconds: float, whole: bool, device: str, runs: int) -> dict:
@@ -96,10 +96,10 @@ def infer_case(model_path: str, seconds: float, whole: bool, device: str, runs: 
     import numpy as np
     import torch
 
-    from voxtool.tasks.mouth.infer import load_predictor, predict
+    from voxtool.tasks.mouth.infer import load_model, predict
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "1")))
-    pred = load_predictor(model_path, device)
+    pred = load_model(model_path, device)
     rng = np.random.default_rng(0)
     audio = (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
     predict(audio[: 16000 * 5], 16000, pred)  # warm-up
@@ -146,9 +146,10 @@ def bench_train(device: str, steps: int) -> dict:
 
     from voxtool.devices import resolve_device
     from voxtool.presets import load_config
+    from voxtool.tasks.mouth.config import MouthConfig
     from voxtool.tasks.mouth.data import prepare_lipsync
     from voxtool.tasks.mouth.synth import TRAIN_SINGERS, make_corpus
-    from voxtool.tasks.mouth.train import MouthConfig, MouthTrainTask
+    from voxtool.tasks.mouth.train import MouthTrainTask
     from voxtool.training.task import RunEnv
     from voxtool.training.trainer import Trainer
 

@@ -51,8 +51,9 @@ def build_data(root: Path, take_seconds: float) -> tuple[Path, Path]:
 
 def run(kind: str, data: Path, unlabeled: Path, runs: Path, steps: int, seed: int, ssl_set: list[str]) -> dict:
     from voxtool.options import TrainOptions
-    from voxtool.tasks.mouth.ssl import MouthSSLConfig, MouthSSLTask, unlabeled_override
-    from voxtool.tasks.mouth.train import MouthConfig, MouthTrainTask
+    from voxtool.tasks.mouth.config import MouthConfig, MouthSSLConfig
+    from voxtool.tasks.mouth.ssl import MouthSSLTask, unlabeled_override
+    from voxtool.tasks.mouth.train import MouthTrainTask
     from voxtool.training.run import train_from_options
 
     exp = f"{kind}-{seed}"

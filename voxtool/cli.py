@@ -95,7 +95,7 @@ def build_app(plugins: list[LoadedPlugin] | None = None) -> typer.Typer:
     presets_app.command("show")(presets_show(plugins))
     app.add_typer(presets_app, name="presets", rich_help_panel="Tools")
     app.command("doctor", rich_help_panel="Tools")(doctor)
-    app.command("demo", rich_help_panel="Tools")(demo)
+    app.command("demo", rich_help_panel="Tools")(_demo_command(plugins))
     return app
 
 
@@ -227,17 +227,24 @@ def doctor(json_out: Annotated[bool, typer.Option("--json", help="Machine-readab
     )
 
 
-def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo's dataset, run and outputs.")] = Path("demo-out"),
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log lines.")] = False,
-) -> None:
-    """Synthesise a LipsSync dataset, train mouth-tiny, infer on an unseen singer, compare with a baseline."""
-    from voxtool.demo import main as demo_main
+def _demo_command(plugins: list[LoadedPlugin]):
+    """`voxtool demo`: the demo of the first task plugin that provides one (`TaskPlugin.demo`)."""
+    provider = next((p.plugin for p in plugins if p.plugin is not None and p.plugin.demo is not None), None)
 
-    console.set_quiet(quiet)
-    code = demo_main(out=out, quiet=quiet)
-    if code:
-        raise typer.Exit(code)
+    def demo(
+        out: Annotated[Path, typer.Option("--out", help="Folder for the demo's dataset, run and outputs.")] = Path("demo-out"),
+        quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress or log lines.")] = False,
+    ) -> None:
+        if provider is None:
+            raise VoxtoolError("no installed task plugin provides a demo")
+        console.set_quiet(quiet)
+        code = provider.demo_function()(out=out, quiet=quiet)
+        if code:
+            raise typer.Exit(code)
+
+    demo.__doc__ = ("End-to-end demo on synthetic data (no task plugin provides one)." if provider is None else
+                    f"End-to-end demo of the {provider.name} task on synthetic data: {provider.summary}.")
+    return demo
 
 
 def _click_kind(exc: BaseException) -> str | None:

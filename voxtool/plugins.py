@@ -61,11 +61,23 @@ class TaskPlugin:
     commands: dict[str, dict[str, Callable]] = field(default_factory=dict)
     version: str | None = None
     config: str | None = None  # "module:ConfigClass", used by `voxtool presets show` to fill in defaults
+    # what `voxtool demo` runs: demo(out: Path, quiet: bool) -> exit code (0 = the demo made its point), or
+    # "module:function" naming it (imported only when the demo runs, so the plugin stays light)
+    demo: Callable[..., int | None] | str | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.commands) - set(VERBS)
         if unknown:
             raise ValueError(f"plugin {self.name}: unknown verb(s) {sorted(unknown)}; verbs are {VERBS}")
+
+    def demo_function(self) -> Callable[..., int | None]:
+        """The `demo` callable, importing it when it is given as "module:function"."""
+        if not isinstance(self.demo, str):
+            return self.demo
+        import importlib
+
+        module, _, attr = self.demo.partition(":")
+        return getattr(importlib.import_module(module), attr)
 
 
 @dataclass

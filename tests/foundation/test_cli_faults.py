@@ -58,8 +58,8 @@ def models(tmp_path_factory) -> dict[str, Path]:
     """Untrained tiny models of each task in the files inference reads (a run folder for mouth)."""
     from voxtool.pitch.rmvpe_model import E2E0
     from voxtool.pitch.settings import RmvpeArch
-    from voxtool.tasks.mouth.data import mel_config
-    from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, MouthModelConfig
+    from voxtool.tasks.mouth.config import ModelSection, default_mel
+    from voxtool.tasks.mouth.model import BiLSTMCurveEstimator
     from voxtool.tasks.pinyin.config import PinyinConfig
     from voxtool.tasks.pinyin.model import build_model
     from voxtool.tasks.pinyin.tokens import Vocab
@@ -67,11 +67,11 @@ def models(tmp_path_factory) -> dict[str, Path]:
 
     root = tmp_path_factory.mktemp("models")
     torch.manual_seed(0)
-    mouth_cfg = MouthModelConfig(conv_dims=8, hidden_dims=8, n_layers=1, n_groups=4)
+    mouth_cfg = ModelSection(conv_dims=8, hidden_dims=8, n_layers=1, n_groups=4)
     mouth = BiLSTMCurveEstimator(mouth_cfg, 0.0, 1.0)
     (root / "mouth-run").mkdir()
     save_model_file(root / "mouth-run" / "model.pt", "mouth", {"model": mouth_cfg.model_dump(mode="json")},
-                    mouth.state_dict(), meta={"value_range": [0.0, 1.0], "mel": mel_config().model_dump(mode="json")})
+                    mouth.state_dict(), meta={"value_range": [0.0, 1.0], "mel": default_mel().model_dump(mode="json")})
     (root / "mouth-run" / "config.toml").write_text('task = "mouth"\n')
     rmvpe = E2E0(RmvpeArch(n_blocks=1, n_levels=3, n_inter=1, base_channels=4, gru_hidden=8))
     torch.save(rmvpe.state_dict(), root / "rmvpe.pt")  # the published layout: arch read from the shapes
@@ -299,11 +299,12 @@ def test_one_bad_file_does_not_stop_the_batch(task, models, tmp_path, capsys):
 
 def test_library_default_is_still_fail_fast(models, tmp_path):
     from voxtool.errors import BadInput
-    from voxtool.tasks.mouth.infer import infer_files
+    from voxtool.inputs import expand_inputs
+    from voxtool.tasks.mouth.infer import load_model, predict_from_files_to_files
 
     src = bad_folder(tmp_path)
     with pytest.raises(BadInput, match="cannot read audio"):
-        infer_files([str(src)], tmp_path / "out", models["mouth"])
+        predict_from_files_to_files(expand_inputs([str(src)], tmp_path / "out", ".csv"), load_model(models["mouth"]))
 
 
 def test_run_jobs_records_failures_and_exit_codes(capsys):

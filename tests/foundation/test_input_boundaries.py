@@ -48,16 +48,15 @@ def assert_one_line(code: int, lines: list[str], path: Path | str, *needles: str
 
 def mouth_model(path: Path) -> Path:
     from voxtool.presets import load_config
-    from voxtool.tasks.mouth.data import mel_config
+    from voxtool.tasks.mouth.config import MouthConfig
     from voxtool.tasks.mouth.model import BiLSTMCurveEstimator
-    from voxtool.tasks.mouth.train import MouthConfig
     from voxtool.training.modelfile import save_model_file
 
     cfg = load_config(MouthConfig, "mouth-tiny", [], task="mouth")
     torch.manual_seed(0)
     net = BiLSTMCurveEstimator(cfg.model, -0.15, 1.0)
     save_model_file(path, "mouth", cfg.model_dump(mode="json"), net.state_dict(),
-                    {"mel": mel_config().model_dump(), "value_range": [-0.15, 1.0], "target": "jaw-minus-close"})
+                    {"mel": cfg.mel.model_dump(), "value_range": [-0.15, 1.0], "target": "jaw-minus-close"})
     return path
 
 
@@ -320,7 +319,8 @@ def test_rmvpe_f0_length_must_match_the_audio(tmp_path):
 
 
 def mouth_dataset(root: Path, n_items: int = 2) -> Path:
-    from voxtool.tasks.mouth.data import DATASET_FORMAT, mel_config
+    from voxtool.tasks.mouth.config import default_mel
+    from voxtool.tasks.mouth.data import DATASET_FORMAT
 
     (root / "items").mkdir(parents=True)
     rng = np.random.default_rng(0)
@@ -329,7 +329,7 @@ def mouth_dataset(root: Path, n_items: int = 2) -> Path:
                  curve=rng.random(120).astype(np.float32), meta=np.array("{}"))
     (root / "valid.txt").write_text("".join(f"items/t{i}.npz\n" for i in range(n_items)))
     (root / "train.txt").write_text("items/t0.npz\n")
-    meta = {"format": DATASET_FORMAT, "kind": "lipsync", "mel": mel_config().model_dump(),
+    meta = {"format": DATASET_FORMAT, "kind": "lipsync", "mel": default_mel().model_dump(),
             "norm_range": [-0.15, 1.0], "speakers": {}, "items": {}}
     (root / "dataset.json").write_text(json.dumps(meta))
     return root

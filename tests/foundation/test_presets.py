@@ -80,7 +80,7 @@ def test_wheel_ships_presets(tmp_path):
 def test_folder_named_like_a_preset_does_not_shadow_it(tmp_path, monkeypatch):
     """A dataset folder `pinyin/` (or `mouth/`) in the working folder used to be taken for the preset file and the
     default preset failed with 'preset file not found'. Only `*.toml` or a path with a separator is a file."""
-    from voxtool.tasks.mouth.train import MouthConfig
+    from voxtool.tasks.mouth.config import MouthConfig
     from voxtool.tasks.pinyin.config import PinyinConfig
 
     for name in ("pinyin", "mouth", "rmvpe.toml"):
@@ -238,8 +238,7 @@ def test_non_finite_in_a_preset_file_and_on_the_cli(tmp_path, toy_cfg, capsys):
 
 def _task_configs():
     from voxtool.tasks.hifigan.config import HifiganConfig
-    from voxtool.tasks.mouth.ssl import MouthSSLConfig
-    from voxtool.tasks.mouth.train import MouthConfig
+    from voxtool.tasks.mouth.config import MouthConfig, MouthSSLConfig
     from voxtool.tasks.pinyin.config import PinyinConfig
     from voxtool.tasks.rmvpe.config import RmvpeConfig
 

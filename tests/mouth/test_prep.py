@@ -10,12 +10,12 @@ import pytest
 import soundfile as sf
 
 from voxtool.errors import BadInput
+from voxtool.tasks.mouth.config import default_mel
 from voxtool.tasks.mouth.data import (
     CropSampler,
     MouthDataset,
     augment_volume,
     drop_frozen_start,
-    mel_config,
     prepare_lipsync,
     read_capture,
 )
@@ -124,7 +124,7 @@ def test_alignment_of_a_known_step(tmp_path):
     curve_onset = int(np.argmax(curve >= 0.5))
     assert curve_onset == mel_onset
     # every frame is the capture interpolated at its true centre time
-    centres = meta["crop_start"] + mel_config().frame_times(len(curve))
+    centres = meta["crop_start"] + default_mel().frame_times(len(curve))
     np.testing.assert_allclose(curve, np.interp(centres, cap_t, jaw), atol=1e-6)
     # the original's timing would put the step a frame off
     naive = np.interp(meta["crop_start"] + np.linspace(0, meta["seconds"], len(curve)), cap_t, jaw)
@@ -143,7 +143,7 @@ def test_mask_ass_zeroes_the_target(tmp_path, short_take):
     prepare_lipsync(tmp_path / "src", tmp_path / "out")
     with np.load(tmp_path / "out/items/s/t/audio.npz") as z:
         curve, meta = z["curve"], json.loads(str(z["meta"]))
-    centres = meta["crop_start"] + mel_config().frame_times(len(curve))
+    centres = meta["crop_start"] + default_mel().frame_times(len(curve))
     inside = (centres >= 1.0) & (centres <= 1.5)
     assert inside.sum() >= 24 and np.all(curve[inside] == 0)
     assert np.mean(curve[~inside] != 0) > 0.9
@@ -161,8 +161,8 @@ def test_lists_split_the_dataset_and_bad_entries_are_errors(tmp_path, short_take
     summary = prepare_lipsync(src, tmp_path / "out", unseen_list=tmp_path / "unseen.txt")
     assert summary.splits == {"train": 1, "valid": 1, "unseen": 1}
     ds = MouthDataset(tmp_path / "out")
-    assert ds.split_paths("valid") == ["items/乙/t0/audio.npz"]
-    assert ds.split_paths("unseen") == ["items/丙/t0/audio.npz"]
+    assert ds.prepared.entries("valid") == ["items/乙/t0/audio.npz"]
+    assert ds.prepared.entries("unseen") == ["items/丙/t0/audio.npz"]
     assert set(ds.speakers) == {"甲", "乙", "丙"}
     (tmp_path / "leave.txt").write_text("../outside.wav\n")
     (tmp_path / "outside.wav").write_bytes(b"")
@@ -298,20 +298,20 @@ def test_prep_cli_summary_and_exit_codes(tmp_path, short_take, capsys):
 
 def test_crop_sampler_weights_pads_and_masks():
     rng = np.random.default_rng(0)
-    mels = [np.full((50, 80), 1.0, np.float32), np.full((1000, 80), 2.0, np.float32)]
+    mels = [np.full((80, 50), 1.0, np.float32), np.full((80, 1000), 2.0, np.float32)]  # (n_mels, T)
     curves = [np.full(50, 0.1, np.float32), np.arange(1000, dtype=np.float32)]
     sampler = CropSampler(mels, curves, crop=128, pad_value=-12.0)
     batch = sampler.sample(rng, 400)
-    assert batch["mel"].shape == (400, 128, 80) and batch["curve"].shape == (400, 128)
+    assert batch["mel"].shape == (400, 80, 128) and batch["curve"].shape == (400, 128)
     short = batch["index"] == 0
     assert 0.02 < short.mean() < 0.1  # drawn in proportion to length (50 / 1050)
     assert np.all(batch["mask"][short, :50] == 1) and np.all(batch["mask"][short, 50:] == 0)
-    assert np.all(batch["mel"][short, 50:] == -12.0)
+    assert np.all(batch["mel"][short, :, 50:] == -12.0) and np.all(batch["mel"][short, :, :50] == 1.0)
     long_curves = batch["curve"][~short]
     np.testing.assert_array_equal(np.diff(long_curves, axis=1), 1.0)  # contiguous crops, aligned with the mel
     unlabeled = CropSampler(mels, None, crop=64, pad_value=-12.0).sample(rng, 4)
-    assert "curve" not in unlabeled and unlabeled["mel"].shape == (4, 64, 80)
-    aug = augment_volume(np.zeros((200, 10, 80), np.float32), rng, p=0.5, max_shift=3.0, floor=-1.0)
+    assert "curve" not in unlabeled and unlabeled["mel"].shape == (4, 80, 64)
+    aug = augment_volume(np.zeros((200, 80, 10), np.float32), rng, p=0.5, max_shift=3.0, floor=-1.0)
     shifted = aug[:, 0, 0] != 0
     assert 0.35 < shifted.mean() < 0.65 and aug.min() >= -1.0 and aug.max() <= 3.0
     assert np.all(aug == aug[:, :1, :1])  # one gain per crop

@@ -11,8 +11,9 @@ import torch
 
 from voxtool.audio.io import load_audio, resample
 from voxtool.cli import main
+from voxtool.tasks.mouth.config import SSLSection
 from voxtool.tasks.mouth.data import MouthDataset
-from voxtool.tasks.mouth.ssl import MouthSSLSettings, consistency_ramp, mel_bin_hz, student_view, warp_formants
+from voxtool.tasks.mouth.ssl import consistency_ramp, mel_bin_hz, student_view, warp_formants
 from voxtool.tasks.mouth.synth import make_singers, synth_take
 
 FAST = ["--preset", "mouth-ssl-tiny", "--device", "cpu", "--quiet", "--set", "train.batch_size=4",
@@ -57,8 +58,8 @@ def test_ramp_and_views():
     assert consistency_ramp(50, 0.12, 100) == pytest.approx(0.12 * np.exp(-5 * 0.25))
     assert consistency_ramp(100, 0.12, 100) == consistency_ramp(1000, 0.12, 100) == pytest.approx(0.12)
     rng = np.random.default_rng(0)
-    clean = np.random.default_rng(1).uniform(-8, 0, (64, 32, 80)).astype(np.float32)
-    s = MouthSSLSettings(view_noise_p=1.0, view_mask_p=1.0)
+    clean = np.random.default_rng(1).uniform(-8, 0, (64, 80, 32)).astype(np.float32)  # (B, n_mels, T)
+    s = SSLSection(view_noise_p=1.0, view_mask_p=1.0)
     v1, v2 = student_view(clean, rng, s, -12.0), student_view(clean, rng, s, -12.0)
     assert v1.shape == clean.shape and not np.allclose(v1, v2) and v1.min() >= -12.0
     assert np.all((v1 == -12.0).any(axis=(1, 2)))  # every view has a masked region
@@ -66,12 +67,12 @@ def test_ramp_and_views():
 
 def test_formant_warp_moves_spectral_peaks_by_the_scale():
     hz = mel_bin_hz(80)
-    mel = np.full((3, 80), -10.0, np.float32)
+    mel = np.full((80, 3), -10.0, np.float32)  # (n_mels, T)
     k = int(np.argmin(np.abs(hz - 1500)))
-    mel[:, k] = 0.0
+    mel[k] = 0.0
     for alpha in (0.9, 1.12):
         warped = warp_formants(mel, alpha)
-        centre = np.sum(hz * np.exp(warped[0])) / np.sum(np.exp(warped[0]))  # energy centroid of the peak
+        centre = np.sum(hz * np.exp(warped[:, 0])) / np.sum(np.exp(warped[:, 0]))  # energy centroid of the peak
         assert centre / hz[k] == pytest.approx(alpha, rel=0.03)
     np.testing.assert_allclose(warp_formants(mel, 1.0), mel)
 
@@ -109,11 +110,13 @@ def test_onnx_export_parity_and_inference(corpus, trained, tmp_path, rate):
     onnx_path = tmp_path / f"model{rate}.onnx"
     assert main(["export", "mouth", "--model", str(trained), "--out", str(onnx_path), "--sample-rate", str(rate),
                  "--quiet"]) == 0  # fmt: skip
-    from voxtool.tasks.mouth.export import OnnxPredictor, verify_onnx
+    from voxtool.tasks.mouth.export import OnnxMouthModel, verify_onnx
+    from voxtool.tasks.mouth.infer import load_model
 
     parity = verify_onnx(trained, onnx_path)
     assert parity < 1e-4  # onnxruntime vs torch on the same graph
-    assert OnnxPredictor(onnx_path).sample_rate == rate
+    onnx_model = load_model(onnx_path)
+    assert isinstance(onnx_model, OnnxMouthModel) and onnx_model.sample_rate == rate
     wav = str(corpus.unseen_wav)
     assert main(["infer", "mouth", wav, "--model", str(onnx_path), "--out", str(tmp_path / "onnx.csv"), "--fps", "30",
                  "--quiet"]) == 0  # fmt: skip

@@ -10,9 +10,10 @@ import torch
 
 from tests.conftest import run_voxtool
 from voxtool.cli import main
-from voxtool.tasks.mouth.model import MouthModelConfig, build_model
-from voxtool.tasks.mouth.ssl import MouthSSLConfig, MouthSSLTask
-from voxtool.tasks.mouth.train import MouthConfig, MouthTrainTask, masked_loss
+from voxtool.tasks.mouth.config import ModelSection, MouthConfig, MouthSSLConfig
+from voxtool.tasks.mouth.model import build_model
+from voxtool.tasks.mouth.ssl import MouthSSLTask
+from voxtool.tasks.mouth.train import MouthTrainTask, masked_loss
 from voxtool.training.task import RunEnv, StepContext
 
 FAST = ["--preset", "mouth-tiny", "--device", "cpu", "--quiet", "--set", "train.batch_size=4",
@@ -34,11 +35,11 @@ def test_masked_loss_ignores_padding():
 
 
 class RowOffsetModel(torch.nn.Module):
-    """A stand-in network with known outputs: mean over mel bins plus 0.1 x row index (so the two R-Drop passes
-    and the two student views differ), and no parameters to train."""
+    """A stand-in network with known outputs: mean over mel bins (mels are (B, n_mels, T)) plus 0.1 x row index
+    (so the two R-Drop passes and the two student views differ), and no parameters to train."""
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
-        return mel.mean(-1) + 0.1 * torch.arange(mel.shape[0], dtype=mel.dtype)[:, None]
+        return mel.mean(1) + 0.1 * torch.arange(mel.shape[0], dtype=mel.dtype)[:, None]
 
 
 def huber(a: torch.Tensor, b: torch.Tensor, delta: float) -> float:
@@ -49,14 +50,14 @@ def _step(task_cls, config, batch: dict, step: int = 0) -> dict:
     """One training_step of a mouth task on a fixed batch with a stand-in model (no dataset needed)."""
     task = task_cls.__new__(task_cls)
     task.config, task.env = config, RunEnv(device=torch.device("cpu"))
-    task.model = build_model(MouthModelConfig(conv_dims=8, hidden_dims=8, n_layers=1, n_groups=4), 0.0, 1.0)
+    task.model = build_model(ModelSection(conv_dims=8, hidden_dims=8, n_layers=1, n_groups=4), 0.0, 1.0)
     stub = RowOffsetModel()
     ctx = StepContext(step=step, model=stub, modules={"model": stub}, ema=RowOffsetModel(), env=task.env)
     return {k: float(v) for k, v in task.training_step(batch, ctx).items()}
 
 
 def _labeled(b=2, t=6, f=4):
-    mel = torch.full((b, t, f), 0.9)
+    mel = torch.full((b, f, t), 0.9)
     return {"mel": mel, "curve": torch.full((b, t), 0.1), "mask": torch.ones(b, t)}
 
 
@@ -85,7 +86,7 @@ def test_huber_delta_reaches_every_supervised_term(variant):
 def test_huber_delta_reaches_every_ssl_term():
     """Mean Teacher + R-Drop: the supervised, R-Drop and consistency terms all use loss.huber_delta."""
     batch = _labeled()
-    u_clean = torch.full((3, 6, 4), 0.0)
+    u_clean = torch.full((3, 4, 6), 0.0)  # (B, n_mels, T)
     batch.update(u_clean=u_clean, u_view1=u_clean + 0.6, u_view2=u_clean + 0.9, u_mask=torch.ones(3, 6))
     out = {}
     for delta in (1.0, 0.05):
@@ -177,4 +178,4 @@ def test_model_config_checks_groups():
     from pydantic import ValidationError
 
     with pytest.raises(ValidationError, match="divisible by n_groups"):
-        MouthModelConfig(conv_dims=50, n_groups=4)
+        ModelSection(conv_dims=50, n_groups=4)

@@ -1,6 +1,8 @@
-"""`mouth` task commands: prep lipsync, train mouth, infer mouth, eval mouth.
+"""`mouth` task commands: prep lipsync, prep unlabeled, train mouth, ssl mouth, infer mouth, eval mouth, export
+mouth, and the `voxtool demo` of the plugin (demo.py).
 
-Thin wrappers: the work is in data.py, train.py and infer.py. No heavy imports at module level.
+Thin wrappers: the work is in data.py, unlabeled.py, train.py, ssl.py, infer.py and export.py. No heavy imports
+at module level.
 """
 
 from pathlib import Path
@@ -69,7 +71,8 @@ def train(
 ) -> None:
     """Train the mouth-opening model (R^3-MOE BiLSTM) on a prepared dataset."""
     from voxtool.errors import BadInput
-    from voxtool.tasks.mouth.train import VARIANTS, MouthConfig, MouthTrainTask
+    from voxtool.tasks.mouth.config import VARIANTS, MouthConfig
+    from voxtool.tasks.mouth.train import MouthTrainTask
     from voxtool.training.run import train_from_options
 
     overrides = []
@@ -103,12 +106,23 @@ def infer(
 ) -> None:
     """Audio -> mouth-opening curve (time,mouth_opening) with a trained model."""
     from voxtool.console import emit_json, log, progress
-    from voxtool.tasks.mouth.infer import infer_files
+    from voxtool.inputs import protected_paths
+    from voxtool.outputs import plan_outputs
+    from voxtool.tasks.mouth.infer import FORMATS, load_model, plot_paths, predict_from_files_to_files
 
-    with progress(None, "infer mouth") as advance:
-        results = infer_files(
-            inputs, out, model, fps=fps, fmt=fmt, smooth=smooth, clip=clip, plot=plot, device=device,
-            skip_existing=skip_existing, chunk_seconds=chunk_seconds, advance=advance, fail_fast=fail_fast,
+    model_files = protected_paths(model)
+    fmt, jobs = plan_outputs(inputs, out, FORMATS, fmt, skip_existing=skip_existing, protect=model_files)
+    plots = plot_paths(plot, jobs, out, model_files) if plot is not None else {}
+    if not jobs:
+        log("nothing to do (every output exists)")
+        if json_out:
+            emit_json([])
+        return
+    mouth_model = load_model(model, device)  # once for the batch
+    with progress(len(jobs), "infer mouth") as advance:
+        results = predict_from_files_to_files(
+            jobs, mouth_model, fmt, fps=fps, smooth=smooth, clip=clip, plots=plots,
+            chunk_frames=max(100, int(chunk_seconds * mouth_model.fps)), advance=advance, fail_fast=fail_fast, out=out,
         )  # fmt: skip
     if json_out:
         emit_json(results)
@@ -127,13 +141,12 @@ def evaluate(
     json_out: Annotated[bool, typer.Option("--json", help="Metrics as JSON on stdout.")] = False,
 ) -> None:
     """Metrics (MSE, MAE, R2, Pearson r) of a model on a dataset split."""
-    from voxtool.console import emit_json, print_table
-    from voxtool.errors import BadInput
+    from voxtool.console import emit_json, print_table, progress
     from voxtool.tasks.mouth.infer import evaluate_dataset
 
-    if split not in ("train", "valid", "unseen"):
-        raise BadInput(None, f"--split {split!r}: choose valid, unseen or train")
-    metrics = evaluate_dataset(model, data, split, device)
+    with progress(None, "eval mouth") as advance:
+        result = evaluate_dataset(model, data, split, device=device, advance=advance)
+    metrics = {**result.metrics, "files": len(result.items), "frames": sum(r["frames"] for r in result.items)}
     if json_out:
         emit_json({"split": split, **metrics})
     else:
@@ -186,7 +199,8 @@ def ssl(
 ) -> None:
     """Semi-supervised training (Mean Teacher + R-Drop) on labeled takes and unlabeled vocals."""
     from voxtool.errors import BadInput
-    from voxtool.tasks.mouth.ssl import MouthSSLConfig, MouthSSLTask, unlabeled_override
+    from voxtool.tasks.mouth.config import MouthSSLConfig
+    from voxtool.tasks.mouth.ssl import MouthSSLTask, unlabeled_override
     from voxtool.training.run import train_from_options
 
     overrides = []
@@ -234,5 +248,6 @@ plugin = TaskPlugin(
         "eval": {"mouth": evaluate},
         "export": {"mouth": export},
     },
-    config="voxtool.tasks.mouth.ssl:MouthSSLConfig",  # a superset: shows the supervised and the ssl presets
+    config="voxtool.tasks.mouth.config:MouthSSLConfig",  # a superset: shows the supervised and the ssl presets
+    demo="voxtool.tasks.mouth.demo:main",
 )

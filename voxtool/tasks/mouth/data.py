@@ -7,9 +7,12 @@ Prepared dataset layout (DESIGN.md):
     OUT/train.txt valid.txt unseen.txt   .npz paths relative to OUT
     OUT/items/<rel>.npz       mel (T, 80) float32 log-mel, curve (T,) float32 target, meta (JSON string)
 
+Items are (T, n_mels) on disk (as the original's); in memory, as everywhere in voxtool, mels are (n_mels, T).
+
 Timing. The CSV's `TimeStamp` is seconds from the start of the wav. The audio is cropped to the capture span
 [t_first, t_last] (after dropping a frozen-tracker run at the start) and the curve is interpolated at the *true
-centre time* of every mel frame: `crop_start + MelConfig.frame_times()`. The original assumed the frames span
+centre time* of every mel frame: `crop_start + MelConfig.frame_times()`. The features are the config's `[mel]`
+(`voxtool.tasks.mouth.config.default_mel`, the original's front-end). The original assumed the frames span
 [0, duration] evenly, which skews labels by up to a frame (the reflect padding puts frame 0 at -22 ms).
 """
 
@@ -21,14 +24,15 @@ import json
 import math
 import re
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from voxtool.audio.mel_config import MelConfig
 from voxtool.errors import BadInput
+from voxtool.tasks.mouth.config import default_mel
 
 DATASET_FORMAT = "voxtool-mouth-dataset"
 DATASET_VERSION = 1
@@ -43,18 +47,6 @@ ANDROID_COLUMNS = ("timestamp_ms", "jaw_open", "mouth_close")
 EXPECTED_HEADERS = (
     "TimeStamp,jawOpen,mouthClose[,LipsDistance|lipsDistance] (iPhone) or timestamp_ms,jaw_open,mouth_close (Android)"
 )
-
-
-def mel_config():
-    """The original's features: 16 kHz, n_fft=win 1024, hop 320 (50 fps), 80 Slaney mels 0-8 kHz, magnitude,
-    reflect pad 352 then centred STFT, natural log clamped at 1e-5 (the original's inference floor; prep used 1e-9,
-    which made training and inference features differ in silence; one floor for both here)."""
-    from voxtool.audio.mel import MelConfig
-
-    return MelConfig(
-        sample_rate=16000, n_fft=1024, hop_length=320, n_mels=80, f_min=0.0, f_max=None,
-        mel_scale="slaney", norm="slaney", power=1.0, center=True, pad_mode="reflect", pad=352, log_floor=1e-5,
-    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------- targets
@@ -332,28 +324,14 @@ def _expand_list(entries: list[str], takes: list[TakeSource]) -> set[str]:
 # --------------------------------------------------------------------------------------------- one take
 
 
-_MEL_CACHE: dict[str, Any] = {}
-
-
-def _log_mel(audio: np.ndarray) -> np.ndarray:
-    """(N,) float32 16 kHz -> (T, 80) float32 log-mel with the dataset settings (cached front-end)."""
-    import torch
-
-    from voxtool.audio.mel import LogMel
-
-    if "mel" not in _MEL_CACHE:
-        _MEL_CACHE["mel"] = LogMel(mel_config())
-    with torch.no_grad():
-        mel = _MEL_CACHE["mel"](torch.from_numpy(np.ascontiguousarray(audio, dtype=np.float32)))
-    return mel.T.contiguous().numpy()
-
-
-def build_item(src: TakeSource, target_name: str) -> dict[str, Any]:
-    """Read, check, crop and featurise one take -> {"mel", "curve", "meta"}. Raises BadTake."""
+def build_item(src: TakeSource, target_name: str, cfg: MelConfig | None = None) -> dict[str, Any]:
+    """Read, check, crop and featurise one take with `cfg` (default: the original's features)
+    -> {"mel" (T, n_mels) as stored, "curve", "meta"}. Raises BadTake."""
+    from voxtool.audio.framing import log_mel
     from voxtool.audio.io import load_audio
 
     target = TARGETS[target_name]
-    cfg = mel_config()
+    cfg = cfg or default_mel()
     cap = read_capture(src.csv)
     if target.needs_lips and cap.lips is None:
         raise BadTake(src.csv, f"target '{target_name}' needs a LipsDistance column, which this CSV lacks")
@@ -374,7 +352,7 @@ def build_item(src: TakeSource, target_name: str) -> dict[str, Any]:
     start = int(round(t_first * cfg.sample_rate))
     stop = int(round(t_last * cfg.sample_rate))
     crop = audio[start:stop]
-    mel = _log_mel(crop)
+    mel = np.ascontiguousarray(log_mel(crop, cfg).T)  # the chunked front-end of inference, exactly
     frame_t = start / cfg.sample_rate + cfg.frame_times(mel.shape[0])  # true centres, in wav time
     values = target.compute(cap.jaw, cap.close, cap.lips)
     curve = np.interp(frame_t, cap.times, values).astype(np.float32)
@@ -407,7 +385,8 @@ def read_item_meta(path: Path) -> dict[str, Any]:
         return json.loads(str(z["meta"]))
 
 
-def _process(src: TakeSource, out: Path, target: str, overwrite: bool) -> tuple[str, dict | None, str | None]:
+def _process(src: TakeSource, out: Path, target: str, cfg: MelConfig, overwrite: bool
+             ) -> tuple[str, dict | None, str | None]:
     """Worker: (rel, meta or None, bad reason or None). Skips a take whose .npz already exists."""
     dst = out / src.npz_rel
     if dst.is_file() and not overwrite:
@@ -419,7 +398,7 @@ def _process(src: TakeSource, out: Path, target: str, overwrite: bool) -> tuple[
         except Exception:  # an unreadable old item is simply rebuilt
             pass
     try:
-        item = build_item(src, target)
+        item = build_item(src, target, cfg)
     except BadTake as e:
         if dst.is_file():  # a stale item for a take that is now bad must not stay in the dataset
             dst.unlink()
@@ -455,9 +434,12 @@ def prepare_lipsync(
     strict: bool = False,
     log: Callable[[str], None] = lambda s: None,
     advance: Callable[..., None] | None = None,
+    mel: MelConfig | None = None,
 ) -> PrepSummary:
-    """Prepare a LipsSync folder into `out`. `valid_list` defaults to `src_dir/valid.txt` when it exists."""
+    """Prepare a LipsSync folder into `out`. `valid_list` defaults to `src_dir/valid.txt` when it exists; `mel`
+    (a config's `[mel]`) defaults to the original's features."""
     from voxtool.fileio import check_output_dir, ensure_output_dir
+    from voxtool.prep_pool import map_items
 
     src_dir, out = Path(src_dir), Path(out)
     if target not in TARGETS:
@@ -480,7 +462,7 @@ def prepare_lipsync(
     if both:
         raise BadInput(unseen_list, f"'{sorted(both)[0]}' is in both the valid and the unseen list")
     old = out / "dataset.json"
-    mel = mel_config()
+    mel = mel or default_mel()
     if old.is_file() and not overwrite:
         try:
             old_meta = json.loads(old.read_text())
@@ -503,34 +485,12 @@ def prepare_lipsync(
         if advance:
             advance(1)
 
-    import torch
-
     ensure_output_dir(out)  # also removes temporary files that killed runs left behind
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one STFT per take is too small for intra-op threads: parallelism is across takes
-    try:
-        _run_all(takes, out, target, overwrite, workers, collect)
-    finally:
-        torch.set_num_threads(threads)
+    # one STFT per take is too small for intra-op threads: parallelism is across takes
+    for r in map_items(lambda s: _process(s, out, target, mel, overwrite), takes, workers, ordered=False,
+                       torch_threads=1):
+        collect(*r)
     return _write_dataset(out, takes, results, bad, valid, unseen, target, layout, mel, log)
-
-
-def _run_all(takes, out, target, overwrite, workers, collect) -> None:
-    if workers <= 1:
-        for src in takes:
-            collect(*_process(src, out, target, overwrite))
-    else:
-        # threads, not processes: the heavy parts (decoding, resampling, STFT) release the GIL, and a thread pool
-        # starts instantly where spawned workers each pay seconds of imports
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_process, src, out, target, overwrite) for src in takes]
-            try:
-                for fut in as_completed(futures):
-                    collect(*fut.result())
-            except BaseException:
-                for f in futures:
-                    f.cancel()
-                raise
 
 
 def _write_dataset(out, takes, results, bad, valid, unseen, target, layout, mel, log) -> PrepSummary:
@@ -579,7 +539,7 @@ def _write_dataset(out, takes, results, bad, valid, unseen, target, layout, mel,
 
 @dataclass
 class Item:
-    """One prepared take: mel (T, 80) float32, curve (T,) float32, speaker id."""
+    """One prepared take: mel (n_mels, T) float32, curve (T,) float32 (None when unlabeled), speaker id."""
 
     path: str
     mel: np.ndarray
@@ -591,23 +551,16 @@ class MouthDataset:
     """A prepared dataset folder: its metadata and split lists."""
 
     def __init__(self, root: Path):
+        from voxtool.datasets import PreparedDataset
+
         self.root = Path(root)
-        meta_path = self.root / "dataset.json"
-        if not meta_path.is_file():
-            raise BadInput(self.root, "not a prepared mouth dataset (no dataset.json); run `voxtool prep lipsync`")
-        try:
-            self.meta = json.loads(meta_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-            raise BadInput(meta_path, f"invalid JSON ({e})") from None
-        if not isinstance(self.meta, dict) or self.meta.get("format") != DATASET_FORMAT:
-            fmt = self.meta.get("format") if isinstance(self.meta, dict) else None
-            raise BadInput(meta_path, f"not a mouth dataset (format {fmt!r})")
-        self._check_meta(meta_path)
+        self.prepared = PreparedDataset(root, format=DATASET_FORMAT, task="mouth", prep="voxtool prep lipsync",
+                                        version_key="format_version", max_version=DATASET_VERSION, splits=SPLITS)
+        self.meta = self.prepared.meta
+        self._check_meta(self.prepared.meta_path)
 
     def _check_meta(self, meta_path: Path) -> None:
         """The fields training and evaluation read: valid mel settings and, when labeled, a 2-number norm_range."""
-        from voxtool.audio.mel import MelConfig
-
         try:
             self.mel_cfg = MelConfig.model_validate(self.meta.get("mel"))
         except Exception as e:  # pydantic.ValidationError
@@ -633,27 +586,13 @@ class MouthDataset:
     def speakers(self) -> dict[str, int]:
         return dict(self.meta.get("speakers", {}))
 
-    def split_paths(self, split: str) -> list[str]:
-        path = self.root / f"{split}.txt"
-        if not path.is_file():
-            return []
-        root = self.root.resolve()
-        out = []
-        for line in path.read_text(encoding="utf-8").splitlines():
-            line = line.strip()
-            if not line:
-                continue
-            target = (self.root / line).resolve()
-            if root not in target.parents:
-                raise BadInput(path, f"entry '{line}' leaves the dataset folder")
-            out.append(line)
-        return out
-
-    def load_split(self, split: str) -> list[Item]:
+    def load_split(self, split: str, limit: int = 0) -> list[Item]:
+        """The items of `split` in list order (the first `limit` when > 0); a missing list is no items."""
         items = []
         spk = self.speakers
         info = self.meta.get("items", {})
-        for rel in self.split_paths(split):
+        entries = self.prepared.entries(split)
+        for rel in entries[:limit] if limit > 0 else entries:
             path = self.root / rel
             if not path.is_file():
                 raise BadInput(path, f"listed in {split}.txt but missing; re-run prep")
@@ -663,8 +602,9 @@ class MouthDataset:
         return items
 
     def read_item(self, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-        """One `.npz` -> (mel (T, n_mels) float32, curve (T,) float32 or None when unlabeled), checked against the
-        dataset's settings; a corrupt, incomplete or wrongly shaped item is a BadInput naming the file."""
+        """One `.npz` (mel stored (T, n_mels)) -> (mel (n_mels, T) float32, curve (T,) float32 or None when
+        unlabeled), checked against the dataset's settings; a corrupt, incomplete or wrongly shaped item is a
+        BadInput naming the file."""
         labeled = self.kind == "lipsync"
         try:
             with np.load(path, allow_pickle=False) as z:
@@ -682,12 +622,12 @@ class MouthDataset:
         n_mels = self.mel_cfg.n_mels
         if mel.ndim != 2 or mel.shape[1] != n_mels or mel.shape[0] == 0 or not np.issubdtype(mel.dtype, np.floating):
             raise BadInput(path, f"'mel' has shape {mel.shape} and dtype {mel.dtype}; (frames, {n_mels}) floats expected")
-        mel = mel.astype(np.float32)
+        mel = np.ascontiguousarray(mel.T, dtype=np.float32)
         if not np.isfinite(mel).all():
             raise BadInput(path, "'mel' holds NaN or infinite values")
         if curve is not None:
-            if curve.shape != (mel.shape[0],) or not np.issubdtype(curve.dtype, np.number):
-                raise BadInput(path, f"'curve' has shape {curve.shape}; ({mel.shape[0]},) expected, one value per mel frame")
+            if curve.shape != (mel.shape[1],) or not np.issubdtype(curve.dtype, np.number):
+                raise BadInput(path, f"'curve' has shape {curve.shape}; ({mel.shape[1]},) expected, one value per mel frame")
             curve = curve.astype(np.float32)
             if not np.isfinite(curve).all():
                 raise BadInput(path, "'curve' holds NaN or infinite values")
@@ -698,7 +638,7 @@ class MouthDataset:
 
 
 class CropSampler:
-    """Random fixed-length crops from a list of (T_i, 80) mels (and optional (T_i,) curves).
+    """Random fixed-length crops from a list of (n_mels, T_i) mels (and optional (T_i,) curves).
 
     Files are drawn with probability proportional to their frame count (the original's HEAD), so every frame is
     equally likely to be seen. Files shorter than the crop are padded with the log floor and masked out. Used
@@ -712,21 +652,21 @@ class CropSampler:
         self.curves = curves
         self.crop = crop
         self.pad_value = pad_value
-        lengths = np.array([m.shape[0] for m in mels], dtype=np.float64)
+        lengths = np.array([m.shape[1] for m in mels], dtype=np.float64)
         self.weights = lengths / lengths.sum()
 
     def sample(self, rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
-        """-> mel (B, crop, F) float32, mask (B, crop) float32, curve (B, crop) float32 when labeled."""
-        n_mels = self.mels[0].shape[1]
-        mel = np.full((batch, self.crop, n_mels), self.pad_value, dtype=np.float32)
+        """-> mel (B, F, crop) float32, mask (B, crop) float32, curve (B, crop) float32 when labeled."""
+        n_mels = self.mels[0].shape[0]
+        mel = np.full((batch, n_mels, self.crop), self.pad_value, dtype=np.float32)
         mask = np.zeros((batch, self.crop), dtype=np.float32)
         curve = np.zeros((batch, self.crop), dtype=np.float32) if self.curves is not None else None
         picks = rng.choice(len(self.mels), size=batch, p=self.weights)
         for b, i in enumerate(picks):
-            length = self.mels[i].shape[0]
+            length = self.mels[i].shape[1]
             start = int(rng.integers(0, length - self.crop + 1)) if length > self.crop else 0
             n = min(self.crop, length)
-            mel[b, :n] = self.mels[i][start : start + n]
+            mel[b, :, :n] = self.mels[i][:, start : start + n]
             mask[b, :n] = 1.0
             if curve is not None:
                 curve[b, :n] = self.curves[i][start : start + n]
@@ -737,7 +677,7 @@ class CropSampler:
 
 
 def augment_volume(mel: np.ndarray, rng: np.random.Generator, p: float, max_shift: float, floor: float) -> np.ndarray:
-    """Random gain on log-mels (B, T, F): with probability p add U(-s, s) (natural-log units), then clip at floor.
+    """Random gain on log-mels (B, F, T): with probability p add U(-s, s) (natural-log units), then clip at floor.
 
     The original's ±3 in ln units is about ±26 dB of gain.
     """

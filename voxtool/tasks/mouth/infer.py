@@ -1,13 +1,16 @@
 """Mouth-opening curves from audio (`voxtool infer mouth`, `voxtool eval mouth`).
 
-Layers: `load_predictor(path)` -> `predict(audio, sr, predictor)` / `predict_file(path, predictor)` (native
-50 fps frames) -> `curve_on_grid` (resampled, smoothed, clipped) -> `infer_files` (many inputs to many outputs,
-one model load).
+Layers: `load_model(path)` -> `predict(audio, sr, model)` -> `predict_from_file(path, model)` ->
+`predict_from_files_to_files(jobs, model)` (many inputs to many outputs, one model load). Predictions are at the
+model's frame rate (50 fps); `curve_on_grid` resamples, smooths and clips them. `load_model` accepts a `model.pt`,
+a run folder or an exported `.onnx` (`export.OnnxMouthModel`), and every layer takes either.
+`evaluate_dataset(model, data, split)` scores a prepared dataset split (`voxtool.evaluation.EvalResult`).
 
-Long audio is processed in chunks so memory stays flat with duration:
-0. `predict_file` reads the file in blocks, resampled block by block (`voxtool.audio.io.iter_audio_blocks`), and
-   reads it twice when it is longer than one chunk (for 2. and 3.), instead of holding the whole waveform;
-1. the log-mel is computed chunk by chunk from the padded waveform (identical to the whole-file front-end);
+Mels are (n_mels, T) throughout. Long audio is processed in chunks so memory stays flat with duration:
+0. `predict_from_file` reads the file in blocks, resampled block by block (`voxtool.audio.io.iter_audio_blocks`),
+   and reads it twice when it is longer than one chunk (for 2. and 3.), instead of holding the whole waveform;
+1. the log-mel is computed chunk by chunk from the padded waveform (`voxtool.audio.framing`: identical to the
+   whole-file front-end);
 2. GroupNorm statistics of the first conv layer are gathered over the whole file in a first pass, so the
    convolutional front is exactly the whole-file one;
 3. the BiLSTM runs on chunks of `chunk_frames` with `context_frames` of extra audio on both sides, and only each
@@ -17,29 +20,35 @@ Long audio is processed in chunks so memory stays flat with duration:
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
+from voxtool.audio.mel_config import MelConfig
 from voxtool.errors import BadInput
-from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, MouthModelConfig
+from voxtool.outputs import OutputFormats
+from voxtool.tasks.mouth.config import ModelSection
+from voxtool.tasks.mouth.model import BiLSTMCurveEstimator
+
+if TYPE_CHECKING:
+    from voxtool.evaluation import EvalResult
+    from voxtool.tasks.mouth.export import OnnxMouthModel
 
 DEFAULT_CHUNK_FRAMES = 3000  # 60 s
 DEFAULT_CONTEXT_FRAMES = 250  # 5 s either side
-FORMATS = ("csv", "npy", "json")
+FORMATS = OutputFormats(("csv", "npy", "json"))
 
 
 @dataclass
-class MouthPredictor:
+class MouthModel:
     """A loaded model with the feature settings it was trained on."""
 
     model: BiLSTMCurveEstimator
-    mel_cfg: Any  # voxtool.audio.mel.MelConfig
+    mel_cfg: MelConfig
     device: torch.device
     meta: dict[str, Any]
 
@@ -48,15 +57,19 @@ class MouthPredictor:
         return self.mel_cfg.sample_rate / self.mel_cfg.hop_length
 
 
-def load_predictor(path: str | Path, device: str = "cpu") -> MouthPredictor:
-    """A `model.pt` or run folder -> MouthPredictor on `device` (auto|cpu|cuda...)."""
-    from voxtool.audio.mel import MelConfig
+def load_model(path: str | Path, device: str = "cpu") -> MouthModel | OnnxMouthModel:
+    """A `model.pt` or run folder -> MouthModel on `device` (auto|cpu|cuda...); an exported `.onnx` ->
+    `export.OnnxMouthModel` (onnxruntime on the CPU)."""
     from voxtool.devices import resolve_device
     from voxtool.training.modelfile import load_model_file, load_weights
 
+    if str(path).lower().endswith(".onnx"):
+        from voxtool.tasks.mouth.export import OnnxMouthModel
+
+        return OnnxMouthModel(Path(path))
     mf = load_model_file(path, task="mouth")
     try:
-        model_cfg = MouthModelConfig.model_validate(mf.config.get("model", {}))
+        model_cfg = ModelSection.model_validate(mf.config.get("model", {}))
         mel_cfg = MelConfig.model_validate(mf.meta["mel"])
         vmin, vmax = (float(v) for v in mf.meta["value_range"])
         model = BiLSTMCurveEstimator(model_cfg, vmin, vmax)
@@ -66,7 +79,7 @@ def load_predictor(path: str | Path, device: str = "cpu") -> MouthPredictor:
     state = {k.removeprefix("module."): v for k, v in mf.state_dict.items()}
     load_weights(model, state, mf.path, ignore_unexpected=("k_filter",))  # the original's speaker gains are unused
     model.to(dev).eval()
-    return MouthPredictor(model, mel_cfg, dev, dict(mf.meta))
+    return MouthModel(model, mel_cfg, dev, dict(mf.meta))
 
 
 def first_line(e: BaseException) -> str:
@@ -75,89 +88,11 @@ def first_line(e: BaseException) -> str:
     return f"{type(e).__name__}: {text.splitlines()[0][:120]}" if text else type(e).__name__
 
 
-# --------------------------------------------------------------------------------------------- features
-
-
-def _frame_config(mel_cfg):
-    """The same front-end reading pre-padded frames (no padding of its own), for chunked computation."""
-    return mel_cfg.model_copy(update={"center": False, "pad": 0})
-
-
-def compute_mel(audio: np.ndarray, mel_cfg, chunk_frames: int = DEFAULT_CHUNK_FRAMES) -> np.ndarray:
-    """(N,) float32 at mel_cfg.sample_rate -> (T, n_mels) float32, chunk by chunk, equal to LogMel(whole)."""
-    from voxtool.audio.mel import LogMel
-
-    n_fft, hop = mel_cfg.n_fft, mel_cfg.hop_length
-    need = _pad_width(mel_cfg) + 1
-    if len(audio) < need:
-        raise BadInput(None, f"audio too short ({len(audio)} samples; at least {need} needed)")
-    padded = _pad_edges(audio, mel_cfg)
-    n_frames = mel_cfg.n_frames(len(audio))
-    front = LogMel(_frame_config(mel_cfg))
-    out = np.empty((n_frames, mel_cfg.n_mels), dtype=np.float32)
-    with torch.no_grad():
-        for a in range(0, n_frames, chunk_frames):
-            b = min(n_frames, a + chunk_frames)
-            seg = torch.from_numpy(padded[a * hop : (b - 1) * hop + n_fft])
-            out[a:b] = front(seg).T.numpy()
-    return out
-
-
-def _pad_width(mel_cfg) -> int:
-    """Samples the front-end pads on each side: `pad`, plus n_fft/2 when centred."""
-    return mel_cfg.pad + (mel_cfg.n_fft // 2 if mel_cfg.center else 0)
-
-
-def _pad_edges(audio: np.ndarray, mel_cfg) -> np.ndarray:
-    """The front-end's padding of a whole signal: reflect by `pad`, then n_fft/2 more when centred."""
-    padded = np.asarray(audio, dtype=np.float32)
-    if mel_cfg.pad:
-        padded = np.pad(padded, mel_cfg.pad, mode="reflect")
-    if mel_cfg.center:
-        half = mel_cfg.n_fft // 2
-        padded = np.pad(padded, half, mode="reflect" if mel_cfg.pad_mode == "reflect" else "constant")
-    return padded
-
-
-def iter_mel_chunks(
-    blocks: Iterable[np.ndarray], mel_cfg, chunk_frames: int = DEFAULT_CHUNK_FRAMES, info: dict | None = None
-) -> Iterator[np.ndarray]:
-    """Mono float32 audio blocks at mel_cfg.sample_rate -> its log-mel in (<= chunk_frames, n_mels) chunks, equal to
-    `compute_mel` of the whole signal cut at the same frames, holding about one chunk of audio at a time.
-    `info["samples"]` is the signal's length once the blocks are exhausted."""
-    from voxtool.audio.io import PaddedStream
-    from voxtool.audio.mel import LogMel
-
-    n_fft, hop = mel_cfg.n_fft, mel_cfg.hop_length
-    width = _pad_width(mel_cfg)
-    stream = PaddedStream(blocks, width, lambda x: _pad_edges(x, mel_cfg))
-    front = LogMel(_frame_config(mel_cfg))
-    a = 0
-    while True:
-        stream.fill((a + chunk_frames - 1) * hop + n_fft)
-        if stream.too_short:
-            raise BadInput(None, f"audio too short ({stream.n} samples; at least {width + 1} needed)")
-        if stream.done:
-            if info is not None:
-                info["samples"] = stream.n
-            total = mel_cfg.n_frames(stream.n)
-            if a >= total:
-                return
-            b = min(total, a + chunk_frames)
-        else:
-            b = a + chunk_frames
-        with torch.no_grad():
-            mel = front(torch.from_numpy(stream.get(a * hop, (b - 1) * hop + n_fft))).T.numpy()
-        yield mel
-        stream.drop(b * hop)
-        a = b
-
-
 # --------------------------------------------------------------------------------------------- model
 
 
 class _FrameWindow:
-    """Frames [start, end) of a stream of (t, n_mels) chunks in memory; `fill` reads on, `drop` forgets."""
+    """Frames [start, end) of a stream of (n_mels, t) chunks in memory; `fill` reads on, `drop` forgets."""
 
     def __init__(self, chunks: Iterable[np.ndarray]):
         self._chunks = iter(chunks)
@@ -167,7 +102,7 @@ class _FrameWindow:
 
     @property
     def end(self) -> int:
-        return self.start + (0 if self._buf is None else len(self._buf))
+        return self.start + (0 if self._buf is None else self._buf.shape[1])
 
     def fill(self, stop: int) -> None:
         while not self.done and self.end < stop:
@@ -175,38 +110,40 @@ class _FrameWindow:
             if chunk is None:
                 self.done = True
             else:
-                self._buf = chunk if self._buf is None else np.concatenate([self._buf, chunk])
+                self._buf = chunk if self._buf is None else np.concatenate([self._buf, chunk], axis=1)
 
     def get(self, lo: int, hi: int) -> np.ndarray:
+        """Frames [lo, hi) as a contiguous (n_mels, hi - lo) array."""
         if self._buf is None:
             return np.zeros((0, 0), dtype=np.float32)
-        return self._buf[lo - self.start : hi - self.start]
+        return np.ascontiguousarray(self._buf[:, lo - self.start : hi - self.start])
 
     def drop(self, lo: int) -> None:
         if self._buf is not None and lo > self.start:
-            self._buf = self._buf[lo - self.start :].copy()
+            self._buf = self._buf[:, lo - self.start :].copy()
             self.start = lo
 
 
 @torch.no_grad()
 def predict_mel_chunks(
-    pred: MouthPredictor,
+    model: MouthModel,
     chunks: Callable[[], Iterable[np.ndarray]],
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     context_frames: int = DEFAULT_CONTEXT_FRAMES,
     keep_mel: bool = False,
 ) -> tuple[np.ndarray, np.ndarray | None]:
-    """A log-mel given as a stream of chunks -> ((T,) curve in target units, the (T, n_mels) log-mel or None).
+    """A log-mel given as a stream of (n_mels, t) chunks -> ((T,) curve in target units, the (n_mels, T) log-mel
+    or None).
 
     `chunks()` starts the stream afresh; it is read twice when T > chunk_frames (the GroupNorm statistics of the
     whole file first, then the BiLSTM chunks with context), and only a window of chunk + 2 x context frames is in
     memory at a time (plus the whole log-mel with `keep_mel`)."""
-    model, dev = pred.model, pred.device
+    net, dev = model.model, model.device
     win = _FrameWindow(chunks())
     win.fill(chunk_frames + 1)
     if win.done and win.end <= chunk_frames:
-        mel = np.ascontiguousarray(win.get(0, win.end))
-        curve = model.infer(torch.from_numpy(mel).to(dev)[None])[0].float().cpu().numpy()
+        mel = win.get(0, win.end)
+        curve = net.infer(torch.from_numpy(mel).to(dev)[None])[0].float().cpu().numpy()
         return curve, (mel if keep_mel else None)
     # pass 1: GroupNorm statistics of the first conv layer over the whole file (1-frame halo for the k3 conv)
     stats = None
@@ -218,8 +155,8 @@ def predict_mel_chunks(
             break
         b = min(t, a + chunk_frames)
         lo, hi = max(0, a - 1), min(t, b + 1)
-        h = model.front(torch.from_numpy(win.get(lo, hi)).to(dev)[None])[..., a - lo : a - lo + (b - a)]
-        s = model.group_stats(h)
+        h = net.front(torch.from_numpy(win.get(lo, hi)).to(dev)[None])[..., a - lo : a - lo + (b - a)]
+        s = net.group_stats(h)
         stats = s if stats is None else stats + s
         win.drop(b - 1)
         a = b
@@ -234,33 +171,33 @@ def predict_mel_chunks(
         win.fill(hi)
         if win.end < hi:
             raise BadInput(None, "the audio changed while it was being read")
-        y = model.infer(torch.from_numpy(win.get(lo, hi)).to(dev)[None], stats)[0]
+        y = net.infer(torch.from_numpy(win.get(lo, hi)).to(dev)[None], stats)[0]
         out[a:b] = y[a - lo : a - lo + (b - a)].float().cpu().numpy()
         if keep_mel:
-            kept.append(win.get(a, b).copy())
+            kept.append(win.get(a, b))
         win.drop(max(0, b - context_frames))
-    return out, (np.concatenate(kept) if keep_mel else None)
+    return out, (np.concatenate(kept, axis=1) if keep_mel else None)
 
 
 def predict_mel(
-    pred: MouthPredictor,
+    model: MouthModel,
     mel: np.ndarray,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     context_frames: int = DEFAULT_CONTEXT_FRAMES,
 ) -> np.ndarray:
-    """(T, n_mels) log-mel -> (T,) curve in target units; chunked when T > chunk_frames."""
+    """(n_mels, T) log-mel -> (T,) curve in target units; chunked when T > chunk_frames."""
     mel = np.asarray(mel, dtype=np.float32)
 
     def chunks():
-        return (mel[a : a + chunk_frames] for a in range(0, mel.shape[0], chunk_frames))
+        return (mel[:, a : a + chunk_frames] for a in range(0, mel.shape[1], chunk_frames))
 
-    return predict_mel_chunks(pred, chunks, chunk_frames, context_frames)[0]
+    return predict_mel_chunks(model, chunks, chunk_frames, context_frames)[0]
 
 
 @dataclass
 class Prediction:
-    """Native-rate output: frame_times (T,) s (true frame centres), curve (T,), mel (T, n_mels) (None from
-    `predict_file` unless asked for), duration s."""
+    """Native-rate output: frame_times (T,) s (true frame centres), curve (T,), mel (n_mels, T) (None from
+    `predict_from_file` unless asked for), duration s."""
 
     frame_times: np.ndarray
     curve: np.ndarray
@@ -271,26 +208,31 @@ class Prediction:
 def predict(
     audio: np.ndarray,
     sr: int,
-    pred: MouthPredictor,
+    model: MouthModel | OnnxMouthModel,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     context_frames: int = DEFAULT_CONTEXT_FRAMES,
 ) -> Prediction:
-    """Mono audio (N,) at `sr` -> curve at the model's frame rate (50 fps)."""
+    """Mono audio (N,) (or (N, channels), averaged) at `sr` -> curve and log-mel at the model's frame rate."""
+    from voxtool.audio.framing import log_mel
     from voxtool.audio.io import resample
 
-    target_sr = pred.mel_cfg.sample_rate
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
+    if not isinstance(model, MouthModel):  # an ONNX graph: the whole file at the graph's rate
+        from voxtool.tasks.mouth.export import predict_onnx
+
+        return predict_onnx(resample(audio, sr, model.sample_rate), model, keep_mel=True)
+    target_sr = model.mel_cfg.sample_rate
     audio = resample(audio, sr, target_sr)
-    mel = compute_mel(audio, pred.mel_cfg, chunk_frames)
-    curve = predict_mel(pred, mel, chunk_frames, context_frames)
-    return Prediction(pred.mel_cfg.frame_times(len(curve)), curve, mel, len(audio) / target_sr)
+    mel = log_mel(audio, model.mel_cfg, chunk_frames)
+    curve = predict_mel(model, mel, chunk_frames, context_frames)
+    return Prediction(model.mel_cfg.frame_times(len(curve)), curve, mel, len(audio) / target_sr)
 
 
-def predict_file(
+def predict_from_file(
     path: str | Path,
-    pred: MouthPredictor,
+    model: MouthModel | OnnxMouthModel,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     context_frames: int = DEFAULT_CONTEXT_FRAMES,
     keep_mel: bool = False,
@@ -298,20 +240,26 @@ def predict_file(
 ) -> Prediction:
     """An audio file -> curve at the model's frame rate, equal to `predict(load_audio(path), ...)` but reading the
     file in blocks (resampled block by block), so memory does not grow with its duration. A file longer than one
-    chunk is read twice (see `predict_mel_chunks`). `keep_mel` also returns the whole log-mel (for --plot)."""
-    from voxtool.audio.io import iter_audio_blocks
-
-    sr = pred.mel_cfg.sample_rate
-    info: dict[str, int] = {}
-
-    def chunks():
-        return iter_mel_chunks(iter_audio_blocks(path, sr, block_seconds), pred.mel_cfg, chunk_frames, info)
+    chunk is read twice (see `predict_mel_chunks`). `keep_mel` also returns the whole log-mel (for --plot).
+    An ONNX model reads the whole file (its graph is not chunked)."""
+    from voxtool.audio.framing import iter_log_mel_chunks
+    from voxtool.audio.io import iter_audio_blocks, load_audio
 
     try:
-        curve, mel = predict_mel_chunks(pred, chunks, chunk_frames, context_frames, keep_mel)
+        if not isinstance(model, MouthModel):
+            from voxtool.tasks.mouth.export import predict_onnx
+
+            return predict_onnx(load_audio(path, sr=model.sample_rate), model, keep_mel=keep_mel)
+        sr = model.mel_cfg.sample_rate
+        info: dict[str, int] = {}
+
+        def chunks():
+            return iter_log_mel_chunks(iter_audio_blocks(path, sr, block_seconds), model.mel_cfg, chunk_frames, info)
+
+        curve, mel = predict_mel_chunks(model, chunks, chunk_frames, context_frames, keep_mel)
     except BadInput as e:
         raise BadInput(path if e.where is None else e.where, e.problem) from None
-    return Prediction(pred.mel_cfg.frame_times(len(curve)), curve, mel, info["samples"] / sr)
+    return Prediction(model.mel_cfg.frame_times(len(curve)), curve, mel, info["samples"] / sr)
 
 
 def smooth_half_sine(values: np.ndarray, fps: float, seconds: float) -> np.ndarray:
@@ -345,21 +293,16 @@ def curve_on_grid(
 
 def write_curve(path: Path, times: np.ndarray, values: np.ndarray, fps: float, fmt: str) -> None:
     """Atomically write `time,mouth_opening` CSV, a float32 .npy, or JSON {"fps": N, "data": [...]}."""
-    from voxtool.fileio import atomic_write
+    from voxtool.outputs import write_csv, write_json, write_npy
 
+    fmt = FORMATS.check(fmt)
     if fmt == "csv":
-        with atomic_write(path, "w", encoding="utf-8", newline="") as f:
-            f.write("time,mouth_opening\n")
-            f.writelines(f"{t:.6f},{v:.6f}\n" for t, v in zip(times, values))
+        write_csv(path, ["time", "mouth_opening"], zip(times, values), ["{:.6f}", "{:.6f}"])
     elif fmt == "npy":
-        with atomic_write(path) as f:
-            np.save(f, values.astype(np.float32))
-    elif fmt == "json":
-        fps_out: float | int = int(fps) if float(fps).is_integer() else fps
-        with atomic_write(path, "w", encoding="utf-8") as f:
-            json.dump({"fps": fps_out, "data": [round(float(v), 6) for v in values]}, f)
+        write_npy(path, values)
     else:
-        raise BadInput(None, f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
+        fps_out: float | int = int(fps) if float(fps).is_integer() else fps
+        write_json(path, {"fps": fps_out, "data": [round(float(v), 6) for v in values]})
 
 
 def plot_curve(
@@ -379,8 +322,8 @@ def plot_curve(
     from voxtool.fileio import atomic_path
 
     fig, (ax_mel, ax_curve) = plt.subplots(2, 1, figsize=(12, 5), sharex=True, height_ratios=[3, 2])
-    extent = (float(p.frame_times[0]), float(p.frame_times[-1]), 0, p.mel.shape[1])
-    ax_mel.imshow(p.mel.T, origin="lower", aspect="auto", extent=extent, cmap="magma")
+    extent = (float(p.frame_times[0]), float(p.frame_times[-1]), 0, p.mel.shape[0])
+    ax_mel.imshow(p.mel, origin="lower", aspect="auto", extent=extent, cmap="magma")
     ax_mel.set_ylabel("mel bin")
     ax_mel.set_title(title)
     for (label, extra), color in zip((overlays or {}).items(), ("black", "tab:orange", "tab:green")):
@@ -398,80 +341,59 @@ def plot_curve(
     plt.close(fig)
 
 
-def format_for(out: Path | None, fmt: str | None) -> str:
-    if fmt:
-        if fmt not in FORMATS:
-            raise BadInput(None, f"--format {fmt!r}: choose from {', '.join(FORMATS)}")
-        return fmt
-    if out is not None and out.suffix.lower().lstrip(".") in FORMATS:
-        return out.suffix.lower().lstrip(".")
-    return "csv"
+def plot_paths(plot: Path, jobs: list, out: Path | None, protect: Iterable[Path] = ()) -> dict[Path, Path]:
+    """`--plot` -> {input: PNG path}: with one input a `.png` file, else a folder mirroring the outputs' layout;
+    checked against the inputs, outputs and `protect` before any work."""
+    from voxtool.inputs import check_outputs
+
+    one_png = len(jobs) == 1 and plot.suffix.lower() == ".png"
+    if not one_png and plot.exists() and not plot.is_dir():
+        raise BadInput(plot, "--plot must be a folder (or, with one input, a .png file)")
+    plots = {}
+    for job in jobs:
+        if one_png:
+            plots[job.src] = plot
+        elif out is not None and out in job.dst.parents:
+            plots[job.src] = plot / job.dst.relative_to(out).with_suffix(".png")
+        else:
+            plots[job.src] = plot / f"{job.dst.stem}.png"
+    check_outputs(list(plots.values()), [j.src for j in jobs] + [j.dst for j in jobs], list(protect), option="--plot")
+    return plots
 
 
-def infer_files(
-    inputs: list[str],
-    out: Path | None,
-    model_path: str | Path,
+def predict_from_files_to_files(
+    jobs: list,
+    model: MouthModel | OnnxMouthModel,
+    fmt: str = "csv",
+    *,
     fps: float | None = None,
-    fmt: str | None = None,
     smooth: float = 0.0,
     clip: bool = False,
-    plot: Path | None = None,
-    device: str = "cpu",
-    skip_existing: bool = False,
-    chunk_seconds: float = 60.0,
-    advance=None,
+    plots: dict[Path, Path] | None = None,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    advance: Callable[..., None] | None = None,
     fail_fast: bool = True,
-) -> list[dict[str, Any]]:
-    """Every input (files, directories, globs) -> one curve file each; the model is loaded once.
-
-    `fail_fast=False` goes on past a failing input (reported on stderr, an entry with "error" in the returned
-    `voxtool.batch.BatchResults`); see `voxtool.batch.run_jobs`."""
-    from voxtool.audio.io import load_audio
-    from voxtool.batch import BatchResults, run_jobs
-    from voxtool.inputs import check_outputs, expand_inputs, protected_paths
+    out: Path | None = None,
+):
+    """Every `Job(src audio, dst curve)` (from `voxtool.outputs.plan_outputs`) with one loaded model: the curve
+    on the `fps` grid (default the model's), smoothed and clipped as asked, written as `fmt`, and a PNG where
+    `plots` (from `plot_paths`) names one. Returns `voxtool.batch.BatchResults`: `fail_fast=False` goes on past a
+    failing input (reported on stderr, an entry with "error"); `out` only names the destination when the batch is
+    interrupted."""
+    from voxtool.batch import run_jobs
 
     if fps is not None and fps <= 0:
         raise BadInput(None, "--fps must be positive")
     if smooth < 0:
         raise BadInput(None, "--smooth must be >= 0 seconds")
-    fmt = format_for(out, fmt)
-    model_files = protected_paths(model_path)
-    jobs = expand_inputs(inputs, out, f".{fmt}", skip_existing=skip_existing, protect=model_files)
-    if not jobs:
-        return BatchResults()
-    plots: dict[Path, Path] = {}
-    if plot is not None:
-        one_png = len(jobs) == 1 and plot.suffix.lower() == ".png"
-        if not one_png and plot.exists() and not plot.is_dir():
-            raise BadInput(plot, "--plot must be a folder (or, with one input, a .png file)")
-        for job in jobs:
-            plots[job.src] = plot if one_png else _plot_path(plot, job, out)
-        check_outputs(list(plots.values()), [j.src for j in jobs] + [j.dst for j in jobs], model_files,
-                      option="--plot")
-    if str(model_path).lower().endswith(".onnx"):
-        from voxtool.tasks.mouth.export import OnnxPredictor, predict_onnx
-
-        if not Path(model_path).is_file():
-            raise BadInput(model_path, "ONNX model not found")
-        pred = OnnxPredictor(Path(model_path))
-        sr = pred.sample_rate
-        run = lambda src: predict_onnx(load_audio(src, sr=sr), pred, with_mel=plot is not None)  # noqa: E731
-    else:
-        pred = load_predictor(model_path, device)
-        sr = pred.mel_cfg.sample_rate
-        chunk_frames = max(100, int(chunk_seconds * pred.fps))
-        # read in blocks: memory stays flat with the file's duration
-        run = lambda src: predict_file(src, pred, chunk_frames, keep_mel=plot is not None)  # noqa: E731
+    fmt = FORMATS.check(fmt)
+    plots = plots or {}
 
     def work(job) -> dict[str, Any]:
-        try:
-            p = run(job.src)
-        except BadInput as e:
-            raise BadInput(job.src, e.problem) from None
-        times, values, out_fps = curve_on_grid(p, fps, smooth, clip, pred.fps)
-        write_curve(job.dst, times, values, out_fps, fmt)
         plotted = plots.get(job.src)
+        p = predict_from_file(job.src, model, chunk_frames, keep_mel=plotted is not None)
+        times, values, out_fps = curve_on_grid(p, fps, smooth, clip, model.fps)
+        write_curve(job.dst, times, values, out_fps, fmt)
         if plotted is not None:
             plot_curve(plotted, p, times, values, title=job.src.name)
         return {
@@ -486,31 +408,44 @@ def infer_files(
     return run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
 
 
-def _plot_path(plot_dir: Path, job, out: Path | None) -> Path:
-    """With several inputs `--plot` is a folder mirroring the outputs' layout."""
-    if out is not None and out in job.dst.parents:
-        return plot_dir / job.dst.relative_to(out).with_suffix(".png")
-    return plot_dir / f"{job.dst.stem}.png"
-
-
 # --------------------------------------------------------------------------------------------- eval
 
 
-def evaluate_dataset(model_path: str | Path, data: Path, split: str = "valid", device: str = "cpu") -> dict[str, float]:
-    """Metrics of a model on a prepared dataset split (whole files, as the training validation)."""
-    from voxtool.tasks.mouth.data import MouthDataset
+def evaluate_dataset(
+    model: str | Path | MouthModel,
+    data: Path,
+    split: str = "valid",
+    *,
+    device: str = "cpu",
+    limit: int = 0,
+    advance: Callable[..., None] | None = None,
+) -> EvalResult:
+    """Metrics of a model on a prepared dataset split, whole files as the training validation does.
+
+    `EvalResult.metrics`: loss (MSE on the normalised scale), mae, r2, pearson over the split (see `metrics`);
+    `.items`: one row per file with its name, frames and the same metrics."""
+    from voxtool.evaluation import EvalResult
+    from voxtool.tasks.mouth.data import SPLITS, MouthDataset
     from voxtool.tasks.mouth.metrics import curve_metrics
 
-    pred = load_predictor(model_path, device)
+    if split not in SPLITS:
+        raise BadInput(None, f"--split {split!r}: choose {', '.join(SPLITS)}")
+    loaded = model if isinstance(model, MouthModel) else load_model(model, device)
+    if not isinstance(loaded, MouthModel):
+        raise BadInput(model, "eval needs a model.pt or run folder: the dataset holds log-mels, an ONNX graph "
+                              "takes waveforms")  # fmt: skip
     ds = MouthDataset(data)
-    if ds.meta.get("mel") != pred.mel_cfg.model_dump():
+    if ds.mel_cfg != loaded.mel_cfg:
         raise BadInput(data, "dataset features differ from the model's (prepared with other mel settings)")
-    items = ds.load_split(split)
-    if not items:
-        raise BadInput(data, f"split '{split}' is empty")
-    preds = [predict_mel(pred, it.mel) for it in items]
-    lo, hi = pred.model.value_range.tolist()
-    metrics = curve_metrics(preds, [it.curve for it in items], lo, hi)
-    metrics["files"] = len(items)
-    metrics["frames"] = int(sum(len(it.curve) for it in items))
-    return metrics
+    items = ds.load_split(split, limit)
+    if not items or items[0].curve is None:
+        raise BadInput(data, f"split '{split}' is empty" if not items else "an unlabeled dataset cannot be scored")
+    lo, hi = loaded.model.value_range.tolist()
+    preds, rows = [], []
+    for item in items:
+        pred = predict_mel(loaded, item.mel)
+        preds.append(pred)
+        rows.append({"name": item.path, "frames": len(pred), **curve_metrics([pred], [item.curve], lo, hi)})
+        if advance:
+            advance(1)
+    return EvalResult(curve_metrics(preds, [it.curve for it in items], lo, hi), rows)

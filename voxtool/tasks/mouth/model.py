@@ -1,4 +1,4 @@
-"""The R^3-MOE estimator: log-mel (B, T, 80) -> mouth-opening curve (B, T).
+"""The R^3-MOE estimator: log-mel (B, 80, T) -> mouth-opening curve (B, T).
 
     Conv1d(80->C, k3, no bias) -> GroupNorm(4, C) -> LeakyReLU -> Dropout(conv_dropout) -> Conv1d(C->C, k3, no bias)
     -> LSTM(C -> H, L layers, bidirectional) -> Linear(2H -> H) -> ReLU -> Linear(H -> 1) -> sigmoid
@@ -6,6 +6,9 @@
 With C=256, H=512, L=2 this is the original's BiLSTMCurveEstimator (10.24 M parameters); module names follow it
 (`input_stack`, `lstm`, `output_proj`) so its state dicts load. The sigmoid output is the curve normalised to
 [0, 1] over (vmin, vmax); `infer` returns it in target units.
+
+Mels are (B, n_mels, T), voxtool's layout, as the convolutions take them (the original fed (B, T, n_mels) and
+transposed inside); `forward` transposes for the LSTM only. Prepared `.npz` items stay (T, n_mels) on disk.
 
 GroupNorm normalises over channels *and the whole time axis*, so a long file's output depends on statistics of
 all its frames. For chunked inference the statistics can therefore be computed in a first pass over the file and
@@ -16,32 +19,13 @@ whole-file processing; only the LSTM's limited memory remains approximate across
 from __future__ import annotations
 
 import torch
-from pydantic import Field, model_validator
 from torch import nn
 
-from voxtool.presets import StrictModel
-
-
-class MouthModelConfig(StrictModel):
-    n_mels: int = Field(80, ge=1, le=1024)
-    conv_dims: int = Field(256, ge=1, le=8192)
-    hidden_dims: int = Field(512, ge=1, le=8192)
-    n_layers: int = Field(2, ge=1, le=16)
-    n_groups: int = Field(4, ge=1, le=8192)
-    conv_dropout: float = Field(0.2, ge=0, lt=1)
-    # normalisation range of the target; None = taken from the dataset at training time
-    vmin: float | None = Field(None, ge=-1e6, le=1e6)
-    vmax: float | None = Field(None, ge=-1e6, le=1e6)
-
-    @model_validator(mode="after")
-    def _groups_divide_channels(self) -> MouthModelConfig:
-        if self.conv_dims % self.n_groups:
-            raise ValueError(f"conv_dims ({self.conv_dims}) must be divisible by n_groups ({self.n_groups})")
-        return self
+from voxtool.tasks.mouth.config import ModelSection
 
 
 class BiLSTMCurveEstimator(nn.Module):
-    def __init__(self, cfg: MouthModelConfig, vmin: float = 0.0, vmax: float = 1.0):
+    def __init__(self, cfg: ModelSection, vmin: float = 0.0, vmax: float = 1.0):
         super().__init__()
         self.cfg = cfg
         c = cfg.conv_dims
@@ -71,8 +55,8 @@ class BiLSTMCurveEstimator(nn.Module):
 
     # -- the network -----------------------------------------------------------------------------------
     def front(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, T, F) -> first conv output (B, C, T), before GroupNorm."""
-        return self.input_stack[0](mel.transpose(1, 2))
+        """(B, F, T) -> first conv output (B, C, T), before GroupNorm."""
+        return self.input_stack[0](mel)
 
     def group_stats(self, h: torch.Tensor) -> torch.Tensor:
         """Sufficient statistics of GroupNorm for (B, C, T): (B, G, 3) = [count, sum, sum of squares] in float64."""
@@ -93,7 +77,7 @@ class BiLSTMCurveEstimator(nn.Module):
         return hg.reshape(b, c, t) * gn.weight[None, :, None] + gn.bias[None, :, None]
 
     def forward(self, mel: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, F) log-mel -> (B, T) normalised curve in [0, 1].
+        """(B, F, T) log-mel -> (B, T) normalised curve in [0, 1].
 
         `stats` (B, G, 3) from `group_stats` replaces the GroupNorm statistics of this input (chunked inference).
         """
@@ -105,11 +89,11 @@ class BiLSTMCurveEstimator(nn.Module):
         return torch.sigmoid(self.output_proj(h)).squeeze(-1)
 
     def infer(self, mel: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, T, F) -> (B, T) curve in target units."""
+        """(B, F, T) -> (B, T) curve in target units."""
         return self.denormalize(self(mel, stats))
 
 
-def build_model(cfg: MouthModelConfig, vmin: float, vmax: float) -> BiLSTMCurveEstimator:
+def build_model(cfg: ModelSection, vmin: float, vmax: float) -> BiLSTMCurveEstimator:
     return BiLSTMCurveEstimator(cfg, vmin, vmax)
 
 

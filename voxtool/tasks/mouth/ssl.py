@@ -22,35 +22,12 @@ from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from voxtool.errors import BadInput
-from voxtool.presets import StrictModel
+from voxtool.tasks.mouth.config import MouthSSLConfig, SSLSection
 from voxtool.tasks.mouth.data import CropSampler, MouthDataset, augment_volume
-from voxtool.tasks.mouth.train import MouthConfig, MouthTrainTask, masked_loss
+from voxtool.tasks.mouth.train import MouthTrainTask, masked_loss
 from voxtool.training.task import RunEnv, StepContext
-
-
-class MouthSSLSettings(StrictModel):
-    unlabeled: str | None = Field(None, description="prepared unlabeled dataset (set by --unlabeled)")
-    unlabeled_batch_size: int = Field(16, ge=1, le=65536, description="unlabeled crops per step and rank")
-    consistency_weight: float = Field(0.12, ge=0, le=1000, description="w_max of the ramp-up")
-    rampup_steps: int = Field(3000, ge=0, le=10_000_000, description="steps until the consistency weight reaches w_max")
-    # student views of an unlabeled crop
-    view_volume_p: float = Field(0.5, ge=0, le=1)
-    view_volume_shift: float = Field(3.0, ge=0, le=20)
-    view_noise_p: float = Field(0.2, ge=0, le=1, description="probability of background noise per view")
-    view_noise_level: float = Field(0.002, ge=0, le=100, description="max noise magnitude in the linear-mel domain")
-    view_mask_p: float = Field(0.2, ge=0, le=1, description="probability of one time and one frequency mask")
-    view_time_mask: int = Field(8, ge=0, le=100_000, description="max masked frames")
-    view_freq_mask: int = Field(6, ge=0, le=1024, description="max masked mel bins")
-    view_freq_warp: float = Field(
-        0.1, ge=0, lt=0.5, description="max formant-scale warp of a view, e.g. 0.1 = x0.9..x1.1 (0 = off)"
-    )
-
-
-class MouthSSLConfig(MouthConfig):
-    ssl: MouthSSLSettings = MouthSSLSettings()
 
 
 def consistency_ramp(step: int, w_max: float, ramp: int) -> float:
@@ -74,36 +51,36 @@ def mel_bin_hz(n_mels: int, f_max: float = 8000.0) -> np.ndarray:
 
 
 def warp_formants(mel: np.ndarray, alpha: float) -> np.ndarray:
-    """(T, F) log-mel as if the vocal tract were scaled by `alpha` (every frequency x alpha): vocal-tract-length
+    """(F, T) log-mel as if the vocal tract were scaled by `alpha` (every frequency x alpha): vocal-tract-length
     perturbation on the mel axis, by linear interpolation between bin centres."""
-    hz = mel_bin_hz(mel.shape[1])
+    hz = mel_bin_hz(mel.shape[0])
     pos = np.interp(hz / alpha, hz, np.arange(len(hz)))  # fractional source bin of each output bin
     lo = np.floor(pos).astype(int)
     hi = np.minimum(lo + 1, len(hz) - 1)
-    frac = (pos - lo).astype(np.float32)
-    return mel[:, lo] * (1 - frac) + mel[:, hi] * frac
+    frac = (pos - lo).astype(np.float32)[:, None]
+    return mel[lo] * (1 - frac) + mel[hi] * frac
 
 
-def student_view(mel: np.ndarray, rng: np.random.Generator, s: MouthSSLSettings, floor: float) -> np.ndarray:
-    """One augmented copy of unlabeled crops (B, T, F): volume, linear-mel background noise, time/freq masks,
+def student_view(mel: np.ndarray, rng: np.random.Generator, s: SSLSection, floor: float) -> np.ndarray:
+    """One augmented copy of unlabeled crops (B, F, T): volume, linear-mel background noise, time/freq masks,
     optional formant-scale warp."""
     out = augment_volume(mel, rng, s.view_volume_p, s.view_volume_shift, floor)
-    b, t, f = out.shape
+    b, f, t = out.shape
     for i in range(b):
         if s.view_freq_warp > 0:
             out[i] = warp_formants(out[i], float(rng.uniform(1 - s.view_freq_warp, 1 + s.view_freq_warp)))
         if rng.random() < s.view_noise_p and s.view_noise_level > 0:
             level = rng.uniform(0, s.view_noise_level)
-            out[i] = np.log(np.exp(out[i]) + level * np.abs(rng.standard_normal((t, f)))).astype(np.float32)
+            out[i] = np.log(np.exp(out[i]) + level * np.abs(rng.standard_normal((f, t)))).astype(np.float32)
         if rng.random() < s.view_mask_p:
             if s.view_time_mask > 0:
                 w = int(rng.integers(1, s.view_time_mask + 1))
                 a = int(rng.integers(0, max(1, t - w)))
-                out[i, a : a + w] = floor
+                out[i, :, a : a + w] = floor
             if s.view_freq_mask > 0:
                 w = int(rng.integers(1, s.view_freq_mask + 1))
                 a = int(rng.integers(0, max(1, f - w)))
-                out[i, :, a : a + w] = floor
+                out[i, a : a + w] = floor
     return np.maximum(out, floor)
 
 
@@ -135,7 +112,7 @@ class MouthSSLTask(MouthTrainTask):
         self.unlabeled_sampler = CropSampler(
             [it.mel for it in items], None, config.data.crop_frames, pad_value=config.data.mel_floor
         )
-        self.unlabeled_frames = int(sum(it.mel.shape[0] for it in items))
+        self.unlabeled_frames = int(sum(it.mel.shape[1] for it in items))
 
     def sample_batch(self, step: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         batch = super().sample_batch(step, rng)

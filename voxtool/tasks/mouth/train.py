@@ -11,45 +11,17 @@ The pieces an SSL (Mean Teacher) task needs are separate and reusable: `CropSamp
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from voxtool.errors import BadInput
-from voxtool.presets import StrictModel
+from voxtool.tasks.mouth.config import MouthConfig
 from voxtool.tasks.mouth.data import CropSampler, Item, MouthDataset, augment_volume
 from voxtool.tasks.mouth.metrics import curve_metrics
-from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, MouthModelConfig, build_model
-from voxtool.training.config import TrainConfig
+from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, build_model
 from voxtool.training.task import RunEnv, StepContext, TrainTask
-
-VARIANTS = ("huber", "mse", "r-drop")
-
-
-class MouthDataConfig(StrictModel):
-    crop_frames: int = Field(128, ge=8, le=100_000)
-    volume_p: float = Field(0.5, ge=0, le=1, description="probability of a random gain per crop")
-    volume_shift: float = Field(3.0, ge=0, le=20, description="max |gain| in natural-log units (3 ~ 26 dB)")
-    mel_floor: float = Field(-12.0, ge=-100, le=10, description="log-mel floor after augmentation")
-    valid_max_frames: int = Field(0, ge=0, le=10_000_000,
-                                  description="cap frames per validation file (0 = whole file)")
-
-
-class MouthLossConfig(StrictModel):
-    variant: Literal["huber", "mse", "r-drop"] = "huber"
-    huber_delta: float = Field(1.0, gt=0, le=1000, description="Huber delta of every Huber term (targets in 0..1)")
-    r_drop_weight: float = Field(0.5, ge=0, le=1000)
-
-
-class MouthConfig(StrictModel):
-    model: MouthModelConfig = MouthModelConfig()
-    data: MouthDataConfig = MouthDataConfig()
-    loss: MouthLossConfig = MouthLossConfig()
-    train: TrainConfig = TrainConfig(
-        batch_size=16, lr=5e-4, optimizer="schedulefree", grad_clip=1.0, best_metric="valid/pearson", best_mode="max"
-    )
 
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str, delta: float):
@@ -67,7 +39,7 @@ def predict_items(model: BiLSTMCurveEstimator, items: list[Item], device, max_fr
     """Whole-file predictions (T_i,) in target units, one file at a time (as the original validates)."""
     out = []
     for item in items:
-        mel = item.mel[:max_frames] if max_frames else item.mel
+        mel = item.mel[:, :max_frames] if max_frames else item.mel
         x = torch.from_numpy(mel).to(device)[None]
         out.append(model.infer(x)[0].float().cpu().numpy())
     return out
@@ -90,10 +62,9 @@ class MouthTrainTask(TrainTask):
         self.dataset = MouthDataset(data)
         if self.dataset.kind != "lipsync":
             raise BadInput(data, f"is a {self.dataset.kind} dataset; training needs a labeled one (prep lipsync)")
-        mel_meta = self.dataset.meta.get("mel", {})
-        if mel_meta.get("n_mels", config.model.n_mels) != config.model.n_mels:
-            raise BadInput(data, f"dataset has {mel_meta.get('n_mels')} mel bins, model.n_mels is "
-                                 f"{config.model.n_mels}")  # fmt: skip
+        if self.dataset.mel_cfg != config.mel:
+            raise BadInput(data, "dataset features differ from the preset's [mel] (it was prepared with "
+                                 f"{_mel_difference(self.dataset.mel_cfg, config.mel)})")
         if config.loss.variant == "r-drop" and config.model.conv_dropout <= 0:
             raise BadInput(None, "--variant r-drop needs model.conv_dropout > 0: the dropout is what makes the "
                                  "two passes differ")  # fmt: skip
@@ -172,9 +143,16 @@ class MouthTrainTask(TrainTask):
         return configured, mode
 
     def deployable(self, model: torch.nn.Module) -> dict[str, Any]:
+        mel = self.config.mel
         return {
             "value_range": [float(self.config.model.vmin), float(self.config.model.vmax)],
-            "mel": self.dataset.meta.get("mel"),
+            "mel": mel.model_dump(),
             "target": self.dataset.meta.get("target"),
-            "fps": self.dataset.meta["mel"]["sample_rate"] / self.dataset.meta["mel"]["hop_length"],
+            "fps": mel.sample_rate / mel.hop_length,
         }
+
+
+def _mel_difference(theirs, ours) -> str:
+    """`hop_length = 160 (the preset says 320), ...` for the fields in which two MelConfigs differ."""
+    a, b = theirs.model_dump(), ours.model_dump()
+    return ", ".join(f"{k} = {v!r} (the preset says {b[k]!r})" for k, v in a.items() if b[k] != v)

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -54,21 +53,17 @@ def find_audio(root: Path) -> list[Path]:
 
 def mel_settings_like(data: Path | None):
     """The MelConfig of a prepared labeled dataset, or the default mouth settings."""
-    from voxtool.audio.mel import MelConfig
-    from voxtool.tasks.mouth.data import MouthDataset, mel_config
+    from voxtool.tasks.mouth.config import default_mel
+    from voxtool.tasks.mouth.data import MouthDataset
 
-    if data is None:
-        return mel_config()
-    ds = MouthDataset(data)
-    return MelConfig.model_validate(ds.meta["mel"])
+    return default_mel() if data is None else MouthDataset(data).mel_cfg
 
 
 def build_unlabeled_item(path: Path, rel: str, mel_cfg, min_frames: int) -> dict[str, Any]:
-    """Load, check and featurise one file -> {"mel", "meta"}; raises BadTake (silent, too short, unreadable)."""
-    import torch
-
+    """Load, check and featurise one file -> {"mel" (T, n_mels) as stored, "meta"}; raises BadTake (silent, too
+    short, unreadable)."""
+    from voxtool.audio.framing import log_mel
     from voxtool.audio.io import load_audio
-    from voxtool.audio.mel import LogMel
 
     try:
         audio = load_audio(path, sr=mel_cfg.sample_rate)
@@ -84,8 +79,7 @@ def build_unlabeled_item(path: Path, rel: str, mel_cfg, min_frames: int) -> dict
     silent = float(np.mean(rms_db < SILENCE_FLOOR_DB))
     if silent > MAX_SILENT_FRACTION:
         raise BadTake(path, f"silent ({silent:.0%} of frames below {SILENCE_FLOOR_DB:.0f} dBFS)")
-    with torch.no_grad():
-        mel = LogMel(mel_cfg)(torch.from_numpy(audio)).T.contiguous().numpy()
+    mel = np.ascontiguousarray(log_mel(audio, mel_cfg).T)
     meta = {"id": rel, "source": rel, "frames": int(mel.shape[0]), "seconds": len(audio) / mel_cfg.sample_rate,
             "silent_fraction": silent}  # fmt: skip
     return {"mel": mel, "meta": meta}
@@ -130,6 +124,7 @@ def prepare_unlabeled(
     """Prepare every audio file under `src_dir` into `out` (see the module docstring)."""
     from voxtool import __version__
     from voxtool.fileio import check_output_dir, ensure_output_dir, write_text_atomic
+    from voxtool.prep_pool import map_items
 
     src_dir, out = Path(src_dir), Path(out)
     if not src_dir.is_dir():
@@ -160,19 +155,9 @@ def prepare_unlabeled(
         if advance:
             advance(1)
 
-    if workers <= 1:
-        for p, rel in jobs:
-            collect(*_process(p, rel, out, mel_cfg, min_frames, overwrite))
-    else:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(_process, p, rel, out, mel_cfg, min_frames, overwrite) for p, rel in jobs]
-            try:
-                for fut in as_completed(futures):
-                    collect(*fut.result())
-            except BaseException:  # Ctrl-C: stop now instead of finishing every queued file first
-                for f in futures:
-                    f.cancel()
-                raise
+    for r in map_items(lambda job: _process(*job, out, mel_cfg, min_frames, overwrite), jobs, workers,
+                       ordered=False, torch_threads=1):
+        collect(*r)
     good = [rel for _, rel in jobs if rel in results]
     if not good:
         raise BadInput(out, f"no usable files ({len(bad)} skipped; first: {bad[0][0]}: {bad[0][1]})")

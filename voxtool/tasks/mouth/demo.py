@@ -1,4 +1,5 @@
-"""`voxtool demo`: the whole mouth-opening path on synthetic singing, in about two minutes on a 2-core CPU.
+"""`voxtool demo` (the mouth plugin's `demo=`): the whole mouth-opening path on synthetic singing, in about two
+minutes on a 2-core CPU.
 
 1. Synthesise a small LipsSync-format dataset (`audio.wav` + `mouth_data.csv` per take) in which the mouth
    opening drives the sound: a source-filter voice whose first formant follows the jaw, five "singers" differing
@@ -24,8 +25,9 @@ def main(out: Path = Path("demo-out"), quiet: bool = False) -> int:
     from voxtool import console
     from voxtool.audio.io import load_audio
     from voxtool.options import TrainOptions
+    from voxtool.tasks.mouth.config import MouthConfig
     from voxtool.tasks.mouth.data import prepare_lipsync
-    from voxtool.tasks.mouth.infer import curve_on_grid, load_predictor, plot_curve, predict, write_curve
+    from voxtool.tasks.mouth.infer import curve_on_grid, load_model, plot_curve, predict, write_curve
     from voxtool.tasks.mouth.synth import (
         TRAIN_SINGERS,
         UNSEEN_SINGER,
@@ -36,7 +38,7 @@ def main(out: Path = Path("demo-out"), quiet: bool = False) -> int:
         synth_take,
         write_take,
     )
-    from voxtool.tasks.mouth.train import MouthConfig, MouthTrainTask
+    from voxtool.tasks.mouth.train import MouthTrainTask
     from voxtool.training.run import train_from_options
 
     console.set_quiet(quiet)
@@ -73,10 +75,10 @@ def main(out: Path = Path("demo-out"), quiet: bool = False) -> int:
     train_seconds = time.perf_counter() - t_train
 
     # 4. infer on the held-out take of a singer the model never heard
-    predictor = load_predictor(run_dir)
+    model = load_model(run_dir)
     audio = load_audio(heldout_wav, sr=16000)
-    prediction = predict(audio, 16000, predictor)
-    times, curve, fps = curve_on_grid(prediction, native_fps=predictor.fps)
+    prediction = predict(audio, 16000, model)
+    times, curve, fps = curve_on_grid(prediction, native_fps=model.fps)
     truth = np.interp(times, heldout_take.curve_t, heldout_take.opening)
     loudness = loudness_db(audio, 16000, times)
     r_model, r_loud = pearson(curve, truth), pearson(loudness, truth)
