@@ -9,8 +9,8 @@ activations are the same for every file length), and a warm-up inference on a 1-
 (from VmHWM after the reset; `resource.getrusage` ru_maxrss where the reset is not available).
 
 Modes:
-- file: `predict_from_files_to_files` (the CLI path): the file is read in blocks and resampled block by block, the log-mel is
-  made chunk by chunk and the model runs in chunks; a file longer than one chunk is read twice.
+- file: `predict_from_files_to_files` (the CLI path): the file is read in blocks and resampled block by block, the
+  log-mel is made chunk by chunk and the model runs in chunks; a file longer than one chunk is read twice.
 - whole: the previous path, `load_audio` (whole file decoded and resampled) then `predict` on the array.
 - decode: only the audio: `load_audio` against consuming `iter_audio_blocks` (mode decode-blocks).
 - rmvpe-file / rmvpe-whole: the same for `infer rmvpe` (`rmvpe-tiny`, random weights, its preset's chunking):
