@@ -54,8 +54,8 @@ def infer_case(preset: str, seconds: float, chunk_frames: int, threads: int) -> 
 
     cfg = load_config(HifiganConfig, preset, task="hifigan")
     torch.manual_seed(0)
-    generator = Generator(cfg.generator_config()).eval().remove_weight_norm()
-    vocoder = Vocoder(generator, cfg.mel_settings(), torch.device("cpu"), chunk_frames=chunk_frames)
+    generator = Generator(cfg.generator).eval().remove_weight_norm()
+    vocoder = Vocoder(generator, cfg.mel, torch.device("cpu"), chunk_frames=chunk_frames)
     frames = int(seconds * cfg.mel.sample_rate) // cfg.mel.hop_length
     mel = np.random.default_rng(0).normal(-5, 2, (cfg.mel.n_mels, frames)).astype(np.float32)
     predict(mel[:, :50], vocoder)  # warm-up

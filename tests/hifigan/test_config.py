@@ -1,4 +1,4 @@
-"""Presets and config: the mirrored sections match the library's configs, presets match the published vocoders."""
+"""Presets and config: the sections are the library's configs, presets match the published vocoders."""
 
 from __future__ import annotations
 
@@ -6,23 +6,29 @@ import pytest
 
 from voxtool.errors import BadInput
 from voxtool.presets import load_config
-from voxtool.tasks.hifigan.config import GeneratorSection, HifiganConfig, MelSection
+from voxtool.tasks.hifigan.config import HifiganConfig
 from voxtool.vocoders.hifigan import VOCODER_16K, VOCODER_22K, VOCODER_TINY, GeneratorConfig
 from voxtool.vocoders.mel import MelSettings
 
 
-def test_sections_mirror_the_library_configs():
-    assert set(GeneratorSection.model_fields) == set(GeneratorConfig.model_fields)
-    assert set(MelSection.model_fields) == set(MelSettings.model_fields)
-    assert HifiganConfig().generator_config() == VOCODER_16K.generator
-    assert HifiganConfig().mel_settings() == VOCODER_16K.mel
+def test_sections_are_the_library_configs():
+    cfg = HifiganConfig()
+    assert type(cfg.generator) is GeneratorConfig and type(cfg.mel) is MelSettings
+    assert cfg.generator == VOCODER_16K.generator
+    assert cfg.mel == VOCODER_16K.mel
+
+
+def test_partial_sections_keep_the_16k_values():
+    cfg = HifiganConfig.model_validate({"generator": {"upsample_initial_channel": 64}, "mel": {"log_floor": 1e-4}})
+    assert cfg.generator == VOCODER_16K.generator.model_copy(update={"upsample_initial_channel": 64})
+    assert cfg.mel == VOCODER_16K.mel.model_copy(update={"log_floor": 1e-4})
 
 
 @pytest.mark.parametrize("preset,vocoder", [("hifigan-16k", VOCODER_16K), ("hifigan-22k", VOCODER_22K),
                                             ("hifigan-tiny", VOCODER_TINY)])
 def test_presets_are_the_published_vocoders_and_training(preset, vocoder):
     cfg = load_config(HifiganConfig, preset, task="hifigan")
-    assert cfg.generator_config() == vocoder.generator and cfg.mel_settings() == vocoder.mel
+    assert cfg.generator == vocoder.generator and cfg.mel == vocoder.mel
     t = cfg.train
     assert (t.optimizer, t.betas, t.schedule, t.decay_rate) == ("adamw", (0.8, 0.99), "step", 0.999)
     assert (t.best_metric, t.best_mode) == ("valid/mel_l1", "min")
@@ -42,11 +48,12 @@ def test_inconsistent_presets_are_refused():
                                                     "generator.upsample_kernel_sizes=[20, 8, 4, 4]"], task="hifigan")
 
 
-def test_cli_and_config_modules_import_no_torch():
+def test_cli_config_and_vocoder_settings_import_no_torch():
     import subprocess
     import sys
 
-    code = ("import sys, voxtool.tasks.hifigan.cli, voxtool.tasks.hifigan.config; "
+    code = ("import sys, voxtool.tasks.hifigan.cli, voxtool.tasks.hifigan.config, voxtool.vocoders.settings; "
+            "import voxtool.vocoders as v; v.MelSettings, v.GeneratorConfig, v.VOCODER_16K; "
             "print('torch' in sys.modules, 'numpy' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.split() == ["False", "False"], out.stderr

@@ -161,3 +161,13 @@ def test_plain_and_weight_normed_copies_together_are_refused() -> None:
     state["conv_pre.weight"] = torch.zeros(32, 128, 7)
     with pytest.raises(BadInput, match="duplicates"):
         load_generator_state(state)
+
+
+def test_shared_key_report() -> None:
+    from voxtool.training.modelfile import key_report
+
+    assert key_report(["a", "b"], {"b": 0, "a": 1}) is None
+    assert key_report(["a"], ["a", "tf.x"], ignore_unexpected=("tf.",)) is None
+    many = [f"k{i}" for i in range(5)]
+    assert key_report([*many, "z"], ["z", "extra"]) == "5 missing (k0, k1, k2, ... (5 in all)); 1 unexpected (extra)"
+    assert key_report(["a"], [], template="{count} {kind} keys (e.g. {names})") == "1 missing keys (e.g. a)"

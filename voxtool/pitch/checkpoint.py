@@ -13,6 +13,7 @@ import torch
 
 from voxtool.pitch.rmvpe_model import E2E0
 from voxtool.pitch.settings import RmvpeArch
+from voxtool.training.modelfile import key_report
 
 WRAPPER_PREFIXES = ("module.", "_orig_mod.")
 
@@ -73,18 +74,6 @@ def infer_arch(sd: dict[str, torch.Tensor]) -> RmvpeArch:
     return RmvpeArch(**{**d.to_dict(), **kw})
 
 
-def key_report(expected: list[str], found: list[str], shown: int = 5) -> str:
-    """One line naming the first few missing and unexpected keys."""
-    missing = [k for k in expected if k not in set(found)]
-    unexpected = [k for k in found if k not in set(expected)]
-    parts = []
-    if missing:
-        parts.append(f"{len(missing)} missing keys (e.g. {', '.join(missing[:shown])})")
-    if unexpected:
-        parts.append(f"{len(unexpected)} unexpected keys (e.g. {', '.join(unexpected[:shown])})")
-    return "; ".join(parts)
-
-
 def load_state_dict_any(obj, arch: RmvpeArch | None = None) -> tuple[E2E0, str]:
     """Build an E2E0 from any supported checkpoint object and load it strictly.
 
@@ -111,7 +100,7 @@ def load_state_dict_any(obj, arch: RmvpeArch | None = None) -> tuple[E2E0, str]:
     for k in expected:
         if k.endswith("num_batches_tracked"):
             sd[k] = sd[k].long() if k in sd else torch.zeros((), dtype=torch.long)
-    report = key_report(expected, list(sd.keys()))
+    report = key_report(expected, sd, shown=5, template="{count} {kind} keys (e.g. {names})")
     if report:
         raise ValueError(f"keys do not match RMVPE E2E0: {report}")
     for k, v in model.state_dict().items():  # the first bad weight, with both shapes, on one line

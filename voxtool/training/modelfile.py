@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,28 @@ def check_layout(path: Path, obj: dict) -> None:
         _check_weights(path, comp["state_dict"], f"component {name!r}")
 
 
+def key_report(expected: Iterable[str], got: Iterable[str], *, ignore_unexpected: tuple[str, ...] = (),
+               shown: int = 3, template: str = "{count} {kind} ({names})") -> str | None:
+    """None when `got` holds exactly the `expected` keys, else one line such as
+    "2 missing (fc.weight, fc.bias); 1 unexpected (speaker_embedding)" (in the orders given; past `shown` names
+    a part ends in ", ... (N in all)"). Unexpected keys starting with one of `ignore_unexpected` do not count;
+    `template` words each part (fields count, kind = "missing" / "unexpected", names).
+
+    The one key report of weight loading: `load_weights`, `voxtool.vocoders.checkpoint.load_generator_state` and
+    `voxtool.pitch.checkpoint.load_state_dict_any` all use it.
+    """
+    expected, got = list(expected), list(got)
+    expected_set, got_set = set(expected), set(got)
+    missing = [k for k in expected if k not in got_set]
+    unexpected = [k for k in got if k not in expected_set and not k.startswith(ignore_unexpected)]
+    parts = []
+    for kind, keys in (("missing", missing), ("unexpected", unexpected)):
+        if keys:
+            names = ", ".join(keys[:shown]) + (f", ... ({len(keys)} in all)" if len(keys) > shown else "")
+            parts.append(template.format(count=len(keys), kind=kind, names=names))
+    return "; ".join(parts) or None
+
+
 def _shape(t) -> str:
     return "(" + ", ".join(str(d) for d in t.shape) + ")"
 
@@ -122,17 +145,11 @@ def load_weights(model, state_dict: dict[str, Any], path: str | os.PathLike | No
                  ignore_unexpected: tuple[str, ...] = ()) -> None:
     """Load `state_dict` into `model` strictly. A missing or unexpected key (unexpected ones starting with one of
     `ignore_unexpected` are dropped) or a weight of the wrong shape is one BadInput line naming `path`, the first
-    bad key and, for shapes, both shapes."""
+    bad keys (`key_report`) and, for shapes, both shapes."""
     own = model.state_dict()
-    missing = [k for k in own if k not in state_dict]
-    unexpected = [k for k in state_dict if k not in own and not k.startswith(ignore_unexpected)]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (first '{missing[0]}')")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (first '{unexpected[0]}')")
-        raise BadInput(path, f"weights do not match the model: {', '.join(parts)} keys")
+    report = key_report(own, state_dict, ignore_unexpected=ignore_unexpected)
+    if report:
+        raise BadInput(path, f"weights do not match the model's keys: {report}")
     for k, v in own.items():
         got = state_dict[k]
         if tuple(got.shape) != tuple(v.shape):

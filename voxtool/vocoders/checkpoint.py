@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from voxtool.errors import BadInput
+from voxtool.training.modelfile import key_report
 from voxtool.vocoders.hifigan import PUBLISHED_GENERATORS, Generator, GeneratorConfig
 
 G_KEY = "parametrizations.weight.original0"  # weight norm magnitude g, shape (out, 1, ..., 1)
@@ -154,15 +155,9 @@ def load_generator_state(obj: Any, config: GeneratorConfig | None = None, where:
     if config is None:
         config = infer_generator_config(state, where)
     expected = expected_shapes(config)
-    missing = [k for k in expected if k not in state]
-    unexpected = [k for k in state if k not in expected]
-    if missing or unexpected:
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing ({_few(missing)})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected ({_few(unexpected)})")
-        raise BadInput(where, f"not a HiFi-GAN generator of this config: {'; '.join(parts)}")
+    report = key_report(expected, state)
+    if report:
+        raise BadInput(where, f"not a HiFi-GAN generator of this config: {report}")
     wrong = [k for k, shape in expected.items() if tuple(state[k].shape) != shape]
     if wrong:
         first = wrong[0]

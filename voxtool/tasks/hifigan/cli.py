@@ -72,7 +72,7 @@ def prep(
                        then=f"{out} is unfinished: run it again") as advance:
         report = data.write_dataset(sources, out, config, valid_fraction, seed, advance, mels_from=mels_from)
     if json_out:
-        emit_json({"out": str(out), "items": report.written, "mel": config.mel_settings().describe(),
+        emit_json({"out": str(out), "items": report.written, "mel": config.mel.describe(),
                    "minutes": {k: round(v / 60, 3) for k, v in report.seconds.items()},
                    "skipped": [{"input": p, "reason": r} for p, r in report.skipped]})
         return

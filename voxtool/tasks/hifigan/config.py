@@ -1,9 +1,9 @@
 """Typed preset sections of the hifigan task (presets/hifigan-16k.toml, hifigan-22k.toml, hifigan-tiny.toml).
 
-Imports no torch: `voxtool presets show` and the CLI read it cheaply. The generator and mel sections mirror
-`voxtool.vocoders.hifigan.GeneratorConfig` and `voxtool.vocoders.mel.MelSettings` field for field (those live in
-modules that import torch); `generator_config()` / `mel_settings()` turn them into the library's objects, and a
-test checks that the fields stay the same.
+Imports no torch: `voxtool presets show` and the CLI read it cheaply. The `[generator]` and `[mel]` sections are
+the library's own `GeneratorConfig` and `MelSettings` (from the torch-free `voxtool.vocoders.settings`), so
+`config.generator` / `config.mel` go straight to `Generator` / `VocoderLogMel`. Keys a section leaves out are
+taken from bshall's 16 kHz vocoder (`HIFIGAN_16K`, `MEL_16K_BSHALL`), as before the sections were shared.
 
 Loudness normalisation (`data.normalize`, applied once by `prep hifigan` to the stored wav, and so to the mel):
 - "peak" (default, as jik876/hifi-gan: `librosa.util.normalize(wav) * 0.95`): scale so max |x| = `peak_level`;
@@ -13,56 +13,15 @@ Loudness normalisation (`data.normalize`, applied once by `prep hifigan` to the 
 
 from __future__ import annotations
 
-import math
-from typing import TYPE_CHECKING, Annotated, Literal
+from typing import Any, Literal
 
 from pydantic import Field, model_validator
 
 from voxtool.presets import StrictModel
 from voxtool.training.config import TrainConfig
-
-if TYPE_CHECKING:
-    from voxtool.vocoders.hifigan import GeneratorConfig
-    from voxtool.vocoders.mel import MelSettings
+from voxtool.vocoders.settings import HIFIGAN_16K, MEL_16K_BSHALL, GeneratorConfig, MelSettings
 
 PRESETS = ("hifigan-16k", "hifigan-22k", "hifigan-tiny")
-Rate = Annotated[int, Field(ge=1, le=64)]
-Kernel = Annotated[int, Field(ge=1, le=256)]
-Dilation = Annotated[int, Field(ge=1, le=1024)]
-
-
-class GeneratorSection(StrictModel):
-    """`GeneratorConfig`'s fields; defaults are bshall's 16 kHz generator (hop = product of upsample_rates)."""
-
-    n_mels: int = Field(128, gt=0, le=1024)
-    upsample_rates: tuple[Rate, ...] = Field((10, 4, 2, 2), min_length=1, max_length=8)
-    upsample_kernel_sizes: tuple[Kernel, ...] = Field((20, 8, 4, 4), min_length=1, max_length=8)
-    upsample_initial_channel: int = Field(512, gt=0, le=4096)
-    resblock: Literal["1", "2"] = "1"
-    resblock_kernel_sizes: tuple[Kernel, ...] = Field((3, 7, 11), min_length=1, max_length=8)
-    resblock_dilation_sizes: tuple[tuple[Dilation, ...], ...] = Field(((1, 3, 5),) * 3, min_length=1, max_length=8)
-
-    @property
-    def hop_length(self) -> int:
-        return math.prod(self.upsample_rates)
-
-
-class MelSection(StrictModel):
-    """`MelSettings`' fields; defaults are bshall's 16 kHz mel (`MEL_16K_BSHALL`)."""
-
-    sample_rate: int = Field(16000, gt=0, le=768_000)
-    n_fft: int = Field(1024, gt=0, le=65536)
-    win_length: int = Field(1024, gt=0, le=65536)
-    hop_length: int = Field(160, gt=0, le=65536)
-    n_mels: int = Field(128, gt=0, le=1024)
-    f_min: float = Field(0.0, ge=0, le=384_000)
-    f_max: float | None = Field(8000.0, gt=0, le=384_000)
-    mel_scale: Literal["slaney", "htk"] = "slaney"
-    norm: Literal["slaney"] | None = "slaney"
-    center: bool = False
-    pad: int = Field(432, ge=0, le=65536)
-    magnitude_eps: float = Field(0.0, ge=0, le=1)
-    log_floor: float = Field(1e-5, gt=0, le=1)
 
 
 class DataSection(StrictModel):
@@ -87,8 +46,8 @@ class LossSection(StrictModel):
 
 
 class HifiganConfig(StrictModel):
-    generator: GeneratorSection = GeneratorSection()
-    mel: MelSection = MelSection()
+    generator: GeneratorConfig = HIFIGAN_16K
+    mel: MelSettings = MEL_16K_BSHALL
     data: DataSection = DataSection()
     discriminator: DiscriminatorSection = DiscriminatorSection()
     loss: LossSection = LossSection()
@@ -97,6 +56,17 @@ class HifiganConfig(StrictModel):
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(
         lr=2e-4, betas=(0.8, 0.99), optimizer="adamw", schedule="step", decay_rate=0.999, decay_steps=1000,
         best_metric="valid/mel_l1", best_mode="min"))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_sections(cls, data: Any) -> Any:
+        """A partial `[generator]` / `[mel]` table keeps bshall's 16 kHz values for the keys it leaves out."""
+        if isinstance(data, dict):
+            data = dict(data)
+            for key, default in (("generator", HIFIGAN_16K), ("mel", MEL_16K_BSHALL)):
+                if isinstance(data.get(key), dict):
+                    data[key] = {**default.model_dump(), **data[key]}
+        return data
 
     @model_validator(mode="after")
     def _agree(self) -> HifiganConfig:
@@ -110,16 +80,6 @@ class HifiganConfig(StrictModel):
             raise ValueError(f"data.segment_samples {self.data.segment_samples} is not a multiple of the hop "
                              f"{m.hop_length}")
         return self
-
-    def generator_config(self) -> GeneratorConfig:
-        from voxtool.vocoders.hifigan import GeneratorConfig
-
-        return GeneratorConfig.model_validate(self.generator.model_dump())
-
-    def mel_settings(self) -> MelSettings:
-        from voxtool.vocoders.mel import MelSettings
-
-        return MelSettings.model_validate(self.mel.model_dump())
 
     @property
     def segment_frames(self) -> int:

@@ -159,7 +159,7 @@ def write_dataset(sources: list[Source], out: Path, config, valid_fraction: floa
     report = PrepReport()
     ensure_output_dir(out)
     (out / "items").mkdir(parents=True, exist_ok=True)
-    log_mel = VocoderLogMel(config.mel_settings())
+    log_mel = VocoderLogMel(config.mel)
     used: set[str] = set()
     written: list[tuple[str, float]] = []
     for path, name, rel in sources:
@@ -196,7 +196,7 @@ def write_dataset(sources: list[Source], out: Path, config, valid_fraction: floa
     meta = {
         "format": FORMAT,
         "voxtool_version": __version__,
-        "mel": config.mel_settings().model_dump(mode="json"),
+        "mel": config.mel.model_dump(mode="json"),
         "normalize": config.data.normalize,
         "peak_level": config.data.peak_level,
         "rms_dbfs": config.data.rms_dbfs,

@@ -97,7 +97,7 @@ def _load(path: str | Path, preset: str | None, dev: torch.device) -> Vocoder:
         from voxtool.tasks.hifigan.config import HifiganConfig
         from voxtool.vocoders.griffinlim import DEFAULT_ITERATIONS, GriffinLim
 
-        mel = load_config(HifiganConfig, preset or "hifigan-16k", task="hifigan").mel_settings()
+        mel = load_config(HifiganConfig, preset or "hifigan-16k", task="hifigan").mel
         return Vocoder(GriffinLim(mel), mel, torch.device("cpu"),
                        f"Griffin-Lim, {DEFAULT_ITERATIONS} iterations ({mel.describe()})")
     path = resolve_model_path(path)
@@ -116,7 +116,7 @@ def _load(path: str | Path, preset: str | None, dev: torch.device) -> Vocoder:
         from voxtool.tasks.hifigan.config import HifiganConfig
 
         config = load_config(HifiganConfig, preset, task="hifigan")
-        gen_cfg, mel = config.generator_config(), config.mel_settings()
+        gen_cfg, mel = config.generator, config.mel
         loaded = load_generator_state(obj, gen_cfg, where=path)
         description = f"published generator with preset {preset}"
     else:

@@ -43,8 +43,8 @@ class HifiganTrainTask(TrainTask):
         super().__init__(config, data, env)
         if data is None:
             raise BadInput(None, "no dataset given")
-        self.mel = config.mel_settings()
-        self.gen_cfg = config.generator_config()
+        self.mel = config.mel
+        self.gen_cfg = config.generator
         meta = read_meta(data)
         try:
             check_mel_settings(self.mel, meta["mel"], where=Path(data) / "dataset.json")
