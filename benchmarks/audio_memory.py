@@ -129,8 +129,8 @@ def report(t0: float, base: float, reset: bool) -> None:
 def rmvpe_child(args: argparse.Namespace, work: Path) -> None:
     from voxtool.audio.io import load_audio
     from voxtool.pitch.rmvpe_model import E2E0
-    from voxtool.pitch.runtime import limit_mmap_threshold
     from voxtool.presets import load_config
+    from voxtool.runtime import limit_mmap_threshold
     from voxtool.tasks.rmvpe.infer import load_model, predict, predict_from_file
     from voxtool.tasks.rmvpe.train import RmvpeConfig
     from voxtool.training.modelfile import save_model_file

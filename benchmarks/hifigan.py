@@ -7,7 +7,8 @@
 - infer: real-time factor (processing seconds / audio seconds) and peak memory for --seconds of audio (default 10
   and 60) with both published sizes (hifigan-16k: bshall 16 kHz, hop 160; hifigan-22k: jik876 V1, hop 256; random
   weights: speed does not depend on them), whole input (--chunk-frames 0) against streamed (500-frame chunks,
-  cross-faded, the default), both through `predict` under inference_mode. Each case runs in a fresh subprocess so
+  cross-faded, the default), both through `predict` under inference_mode, with the fixed mmap threshold of
+  `voxtool infer hifigan` (`voxtool.runtime.limit_mmap_threshold`). Each case runs in a fresh subprocess so
   ru_maxrss is its own peak; memory is reported above the baseline after imports, model load and building the
   input mel. Medians over --repeats (60 s and longer: one run unless --repeats-long).
 - train: optimiser steps/s (both optimisers: discriminator + generator) of hifigan-tiny (preset batch x segment)
@@ -48,10 +49,12 @@ def infer_case(preset: str, seconds: float, chunk_frames: int, threads: int) -> 
 
     torch.set_num_threads(threads)
     from voxtool.presets import load_config
+    from voxtool.runtime import limit_mmap_threshold
     from voxtool.tasks.hifigan.config import HifiganConfig
     from voxtool.tasks.hifigan.infer import Vocoder, predict
     from voxtool.vocoders.hifigan import Generator
 
+    limit_mmap_threshold()  # as `voxtool infer hifigan` does: freed window activations go back to the OS
     cfg = load_config(HifiganConfig, preset, task="hifigan")
     torch.manual_seed(0)
     generator = Generator(cfg.generator).eval().remove_weight_norm()

@@ -85,8 +85,9 @@ def infer_case(wav: str, mode: str, threads: int, device: str) -> dict:
     torch.set_num_threads(threads)
     from voxtool.pitch.rmvpe import predict, predict_from_file
     from voxtool.pitch.rmvpe_model import E2E0
-    from voxtool.pitch.runtime import TorchPitchModel, limit_mmap_threshold
+    from voxtool.pitch.runtime import TorchPitchModel
     from voxtool.pitch.settings import published_mel_config
+    from voxtool.runtime import limit_mmap_threshold
 
     limit_mmap_threshold()  # as `voxtool infer rmvpe` does: freed window activations go back to the OS
     torch.manual_seed(0)

@@ -173,3 +173,17 @@ def test_infer_griffinlim_needs_no_model(tmp_path, voxtool_cli):
     result = voxtool_cli("infer", "hifigan", str(tmp_path / "tone.npy"), "--model", "griffinlim", "--out",
                          str(tmp_path / "x.wav"), "--chunk-frames", "-1")
     assert result.returncode == 2 and "--chunk-frames" in result.stderr
+
+
+def test_files_to_files_fixes_the_mmap_threshold_and_loading_does_not(monkeypatch):
+    import voxtool.runtime
+    from voxtool.tasks.hifigan.infer import load_model, predict_from_files_to_files
+
+    calls = []
+    monkeypatch.setattr(voxtool.runtime, "limit_mmap_threshold", lambda: calls.append(1))
+    vocoder = load_model("griffinlim", preset="hifigan-tiny")
+    assert calls == []  # a process-wide allocator setting is never a side effect of loading
+    predict_from_files_to_files([], vocoder)
+    assert calls == [1]
+    monkeypatch.undo()
+    voxtool.runtime.limit_mmap_threshold()  # the real one: safe to call (again) anywhere

@@ -89,12 +89,14 @@ def test_the_layer_imports_no_task_and_loading_sets_no_allocator_option(monkeypa
                          capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
 
+    import voxtool.runtime
     from voxtool.pitch import runtime
     from voxtool.pitch.rmvpe_model import E2E0
     from voxtool.pitch.settings import RmvpeArch, published_mel_config
 
     calls = []
-    monkeypatch.setattr(runtime, "limit_mmap_threshold", lambda: calls.append(1))
+    monkeypatch.setattr(voxtool.runtime, "limit_mmap_threshold", lambda: calls.append(1))
+    assert not hasattr(runtime, "limit_mmap_threshold")  # a process-wide setting lives in voxtool.runtime
     runtime.TorchPitchModel(E2E0(RmvpeArch(n_blocks=1, n_levels=3, n_inter=1, base_channels=4, gru_hidden=8)),
                             published_mel_config())
     assert calls == []

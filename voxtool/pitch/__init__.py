@@ -11,7 +11,7 @@ the rmvpe task. Modules (imported lazily, this package itself imports neither to
     rmvpe_model.py   E2E0 with the module names of the published checkpoints
     checkpoint.py    load_state_dict_any: published layouts (RVC rmvpe.pt, yxlllc model.pt, DDP) loaded strictly
     decode.py        cents <-> bins, Gaussian targets, local-average and Viterbi decoding, f0 resampling
-    runtime.py       load_model, TorchPitchModel / OnnxPitchModel, limit_mmap_threshold()
+    runtime.py       load_model, TorchPitchModel / OnnxPitchModel
     rmvpe.py         chunked predict / predict_from_file -> PitchTrack
     world.py         world_f0 (harvest, dio), pitch_shift_world
 """

@@ -1,9 +1,9 @@
-"""The RMVPE inference runtime: loaded models (torch or ONNX), `load_model`, and the process allocator setting.
+"""The RMVPE inference runtime: loaded models (torch or ONNX) and `load_model`.
 
 `load_model(path)` accepts a voxtool `model.pt` or run folder of the rmvpe task, a published checkpoint (RVC
 `rmvpe.pt`, yxlllc `model.pt`, DDP outputs) or an exported `.onnx`, and returns a `TorchPitchModel` or an
 `OnnxPitchModel` for `voxtool.pitch.rmvpe.predict`. Loading changes nothing process-wide: long-running file->file
-drivers call `limit_mmap_threshold()` themselves.
+drivers call `voxtool.runtime.limit_mmap_threshold()` themselves.
 """
 
 from __future__ import annotations
@@ -25,27 +25,6 @@ from voxtool.pitch.settings import RmvpeArch, published_mel_config
 # 20.48 s cores with 2.56 s of context per side: < 0.01 cents from whole-file inference on the test models,
 # 25 % extra compute, and a peak memory set by the window (batch_size x 25.6 s), not by the file length.
 DEFAULT_CHUNKING = {"chunk_frames": 2048, "context_frames": 256, "batch_size": 2}
-
-
-def limit_mmap_threshold() -> None:
-    """Fix glibc's mmap threshold at 1 MiB for the whole process (Linux only; a no-op elsewhere).
-
-    Why: glibc raises the threshold after large frees, after which the per-window activations of chunked
-    inference (tens of MiB each) come from the heap and fragment it: the peak RSS of a long file then creeps up
-    batch after batch. With a fixed threshold they are mmapped and returned on free, so chunked inference stays
-    flat in file length (measured: +17 MiB instead of +64 MiB over 15 batches). It is a process-wide allocator
-    setting, so it is an explicit call of the file->file entry points and the CLI, never a side effect of
-    loading a model inside someone else's program.
-    """
-    import ctypes
-    import sys
-
-    if not sys.platform.startswith("linux"):
-        return
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, 1 << 20)  # M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass
 
 
 @dataclass

@@ -20,7 +20,8 @@ import numpy as np
 from voxtool.evaluation import EvalResult
 from voxtool.outputs import OutputFormats, write_csv, write_json, write_npy
 from voxtool.pitch.rmvpe import PitchTrack, predict, predict_from_file
-from voxtool.pitch.runtime import PitchModel, limit_mmap_threshold, load_model
+from voxtool.pitch.runtime import PitchModel, load_model
+from voxtool.runtime import limit_mmap_threshold
 
 __all__ = ["FORMATS", "load_model", "predict", "predict_from_file", "predict_from_files_to_files", "write_track",
            "evaluate_dataset"]  # fmt: skip
@@ -59,8 +60,8 @@ def predict_from_files_to_files(
 
     `fail_fast=False` goes on past a failing input (reported on stderr, an entry with "error" in the returned
     `voxtool.batch.BatchResults`); `out` only names the destination when the batch is interrupted; `advance(1)`
-    after each file. Fixes the process's mmap threshold first (`limit_mmap_threshold`: flat memory over many
-    long files)."""
+    after each file. Fixes the process's mmap threshold first (`voxtool.runtime.limit_mmap_threshold`: flat
+    memory over many long files)."""
     from voxtool.batch import run_jobs
 
     limit_mmap_threshold()
