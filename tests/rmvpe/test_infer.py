@@ -52,7 +52,7 @@ def test_chunked_matches_whole_file_with_random_published_size_weights():
 def test_chunked_matches_whole_file_with_a_trained_tiny_model(tiny_run):
     """With the model's context frames, chunking is the whole-file computation away from the seams; near them a
     trained bidirectional GRU still remembers a little beyond the context, which moves a few frames by a few cents
-    (seeds 0-5: median 0.002 cents, worst up to 7.6; without context up to 1500, i.e. octave jumps)."""
+    (seeds 0-5: median < 0.001 cents, worst up to 7.6; without context up to 1500, i.e. octave jumps)."""
     model = load_model(tiny_run)
     audio, _ = harmonic_clip(np.random.default_rng(seeded(6)), seconds=8.0)
     whole = predict(audio, SR, model, chunk_frames=0)

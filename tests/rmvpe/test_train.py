@@ -33,7 +33,7 @@ def test_tiny_model_learns_pitch_of_held_out_tones(tiny_run, pitch_data):
     ])
     print("rmvpe learned", {k: round(v, 3) for k, v in learned.items()}, "median-f0 baseline",
           {k: round(v, 3) for k, v in baseline.items()})
-    # seeds 0-5: rpa 0.81-0.99 / rca 0.95-1.0 against the baseline's 0-0.17 / 0.04-0.2 (margins >= 0.6)
+    # VOXTOOL_TEST_SEED 0-5: rpa 0.81-0.99 / rca 0.90-1.0 against the baseline's 0-0.17 / 0.04-0.2 (margins >= 0.64)
     assert learned["rpa"] > baseline["rpa"] + 0.3, (learned, baseline)
     assert learned["rca"] > baseline["rca"] + 0.3
     assert learned["oa"] > baseline["oa"]
