@@ -25,8 +25,6 @@ import torch
 
 from voxtool.cli import main
 
-torch.set_num_threads(1)
-
 SR = 16000
 
 

@@ -21,9 +21,6 @@ import torch
 
 from voxtool.errors import BadInput
 
-torch.set_num_threads(1)
-
-
 # ----------------------------------------------------------------------------------------------- helpers
 
 def run_cli(capfd, *argv: str) -> tuple[int, list[str]]:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.conftest import seeded, torch_threads
+from tests.conftest import seeded
 from voxtool.tasks.hifigan.synth import SR, harmonic_clip, write_clips  # noqa: F401  (the tests import them here)
-
-torch.set_num_threads(torch_threads())  # OMP_NUM_THREADS, 1 unless set (tests/conftest.py)
 
 
 @pytest.fixture(scope="session")

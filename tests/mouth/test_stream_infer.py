@@ -9,8 +9,6 @@ import torch
 
 from voxtool.errors import BadInput
 
-torch.set_num_threads(1)
-
 
 @pytest.fixture(scope="module")
 def predictor(tmp_path_factory):

@@ -8,12 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-import torch
 
-from tests.conftest import torch_threads
 from voxtool.tasks.pinyin import synth
-
-torch.set_num_threads(torch_threads())  # OMP_NUM_THREADS, 1 unless set (tests/conftest.py)
 
 TEXTS = ["你好", "中国人", "我们走", "花儿", "天气好", "谢谢你"]
 

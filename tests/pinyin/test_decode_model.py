@@ -6,7 +6,6 @@ import numpy as np
 import pytest
 import torch
 
-from tests.conftest import torch_threads
 from voxtool.tasks.pinyin.config import BlankLossSection, ModelSection
 from voxtool.tasks.pinyin.decode import (
     AlignmentError,
@@ -20,8 +19,6 @@ from voxtool.tasks.pinyin.decode import (
 from voxtool.tasks.pinyin.losses import NovoGrad, blank_loss, ctc_loss
 from voxtool.tasks.pinyin.metrics import error_rates
 from voxtool.tasks.pinyin.model import QuartzNet, count_parameters
-
-torch.set_num_threads(torch_threads())  # OMP_NUM_THREADS, 1 unless set (tests/conftest.py)
 
 
 def onehot_path(path: list[int], n_classes: int, p: float = 0.9) -> np.ndarray:

@@ -5,12 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
-from tests.conftest import TRAIN_SEED, seeded, torch_threads
+from tests.conftest import TRAIN_SEED, seeded
 from voxtool.tasks.rmvpe.synth import write_csv_dataset
-
-torch.set_num_threads(torch_threads())  # OMP_NUM_THREADS, 1 unless set (tests/conftest.py)
 
 TINY_STEPS = 80
 
