@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -134,3 +135,16 @@ class PreparedDataset:
     def counts(self) -> dict[str, int]:
         """Entries per split present on disk."""
         return {s: len(self.entries(s)) for s in self.splits if self.has_split(s)}
+
+
+@dataclass
+class PrepReport:
+    """What a prep wrote per split (items, minutes of audio) and what it skipped, with the reason."""
+
+    written: dict[str, int] = field(default_factory=lambda: {"train": 0, "valid": 0})
+    seconds: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "valid": 0.0})
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+
+    def rows(self) -> list[list]:
+        """[split, items, minutes] per split, for the summary table."""
+        return [[s, self.written[s], round(self.seconds[s] / 60, 2)] for s in ("train", "valid")]

@@ -139,7 +139,7 @@ def infer(
     vocoder = load_model(model, preset=preset, device=device, chunk_frames=chunk_frames, precision=precision)
     log(f"model: {model} ({vocoder.description})")
     with progress(len(jobs), "infer hifigan") as advance:
-        results = predict_from_files_to_files(jobs, vocoder, sample_format, on_done=advance, fail_fast=fail_fast,
+        results = predict_from_files_to_files(jobs, vocoder, sample_format, advance=advance, fail_fast=fail_fast,
                                               out=out)
     if json_out:
         emit_json(results)

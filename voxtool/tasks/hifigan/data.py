@@ -19,13 +19,13 @@ frame count than the wav's N // hop; dataset.json then records `"gta_mels": DIR`
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
+from voxtool.datasets import PrepReport
 from voxtool.errors import BadInput
 
 FORMAT = "voxtool-hifigan-dataset"
@@ -86,16 +86,6 @@ def split_names(names: list[str], valid_fraction: float, seed: int) -> dict[str,
     return {name: ("valid" if i < n_valid else "train") for i, name in enumerate(order)}
 
 
-@dataclass
-class PrepReport:
-    written: dict[str, int] = field(default_factory=lambda: {"train": 0, "valid": 0})
-    seconds: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "valid": 0.0})
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def rows(self) -> list[list]:
-        return [[s, self.written[s], round(self.seconds[s] / 60, 2)] for s in ("train", "valid")]
-
-
 def read_gta_mel(path: Path, n_mels: int, frames: int) -> np.ndarray:
     """A predicted mel for GTA prep: float32 (n_mels, frames); BadInput naming the file when it does not fit."""
     if not path.is_file():
@@ -147,7 +137,7 @@ def prepare_item(path: Path, config, log_mel, gta_mel: Path | None = None) -> di
 
 
 def write_dataset(sources: list[Source], out: Path, config, valid_fraction: float, seed: int,
-                  on_item=None, mels_from: Path | None = None) -> PrepReport:
+                  advance=None, mels_from: Path | None = None) -> PrepReport:
     """Write every usable source into `out` (see the module doc); unusable ones go to skipped.tsv with the reason.
     BadInput when nothing is usable (after writing skipped.tsv, so the reasons can be read). `mels_from`: GTA
     mels (see the module doc)."""
@@ -169,8 +159,8 @@ def write_dataset(sources: list[Source], out: Path, config, valid_fraction: floa
         except BadInput as exc:
             reason = exc.problem if exc.where in (None, str(path)) else f"{exc.where}: {exc.problem}"
             report.skipped.append((str(path), reason))
-            if on_item:
-                on_item()
+            if advance:
+                advance(1)
             continue
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", name) or "item"
         while name in used:
@@ -180,8 +170,8 @@ def write_dataset(sources: list[Source], out: Path, config, valid_fraction: floa
         with atomic_write(out / rel, "wb") as f:
             np.savez(f, **arrays)
         written.append((rel, len(arrays["wav"]) / config.mel.sample_rate))
-        if on_item:
-            on_item()
+        if advance:
+            advance(1)
     write_text_atomic(out / "skipped.tsv", "path\treason\n" + "".join(f"{p}\t{r}\n" for p, r in report.skipped))
     if not written:
         raise BadInput(out, f"no usable audio ({len(report.skipped)} skipped; reasons in {out / 'skipped.tsv'})")

@@ -165,7 +165,7 @@ def predict_from_file(path: str | Path, vocoder: Vocoder) -> np.ndarray:
     return predict(read_mel(path), vocoder, where=path)
 
 
-def predict_from_files_to_files(jobs: list, vocoder: Vocoder, subtype: str = "pcm16", on_done=None,
+def predict_from_files_to_files(jobs: list, vocoder: Vocoder, subtype: str = "pcm16", advance=None,
                                 fail_fast: bool = True, out: Path | None = None):
     """Every `Job(src .npy, dst .wav)` with one loaded vocoder; returns `voxtool.batch.BatchResults` (a bad mel is
     one `error: <file>: <problem>` line and the batch goes on unless `fail_fast`). Fixes the process's mmap
@@ -185,7 +185,6 @@ def predict_from_files_to_files(jobs: list, vocoder: Vocoder, subtype: str = "pc
         return {"input": str(job.src), "output": str(job.dst), "samples": int(len(wav)),
                 "seconds": round(len(wav) / vocoder.sample_rate, 4)}
 
-    advance = (lambda n=1: on_done()) if on_done else None
     return run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
 
 

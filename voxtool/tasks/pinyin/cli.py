@@ -57,7 +57,7 @@ def _prep_command(corpus: str):
             result = prepare(corpus, paths[:-1], paths[-1], feat=cfg.features, text_cfg=cfg.text,
                              stride=cfg.model.stride, add=add, workers=workers, seed=seed, split=split,
                              valid_frac=valid_frac, test_frac=test_frac, max_seconds=max_seconds, limit=limit,
-                             progress=advance)
+                             advance=advance)
         if json_out:
             emit_json({"out": str(result.out),
                        "splits": [{"corpus": c, "split": s, "utterances": v["utterances"],

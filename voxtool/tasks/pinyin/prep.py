@@ -153,9 +153,9 @@ def _dataset_header(feat: FeaturesSection, text_cfg: TextSection) -> dict:
 def prepare(corpus: str, sources: list[Path], out: Path, *, feat: FeaturesSection, text_cfg: TextSection,
             stride: int = 2, add: bool = False, workers: int = 1, seed: int = 0, split: str = "auto",
             valid_frac: float = 0.05, test_frac: float = 0.05, max_seconds: float = 16.7,
-            limit: int = 0, progress=None) -> PrepResult:
+            limit: int = 0, advance=None) -> PrepResult:
     """Read `sources` of one corpus format, write/extend the dataset at `out`; returns counts for the table.
-    `progress(1)` is called per utterance."""
+    `advance(1)` is called per utterance."""
     out = Path(out)
     meta_path = out / "dataset.json"
     check_output_dir(out)
@@ -203,7 +203,7 @@ def prepare(corpus: str, sources: list[Path], out: Path, *, feat: FeaturesSectio
     args = [(j, feat, text_cfg, stride, max_seconds) for j in jobs]
     ensure_output_dir(out)  # also removes temporary files that killed runs left behind
     # processes: tokenising and trimming hold the GIL; one torch thread each, as many small STFTs run in parallel
-    results = list(map_items(_run_job, args, workers, kind="process", chunksize=8, advance=progress,
+    results = list(map_items(_run_job, args, workers, kind="process", chunksize=8, advance=advance,
                              torch_threads=1 if workers > 1 else None))
 
     lists: dict[str, list[str]] = {s: read_list(out, s) if meta_path.exists() else [] for s in SPLITS}

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from voxtool.datasets import PrepReport
 from voxtool.errors import BadInput
 from voxtool.tasks.rmvpe.config import DataSection
 from voxtool.tasks.rmvpe.labels import LABEL_SUFFIXES, LabelError, check_labels, labels_on_grid, read_labels
@@ -42,16 +43,6 @@ class Source:
     label: Path | None
     name: str
     split: str | None = None
-
-
-@dataclass
-class PrepReport:
-    written: dict[str, int] = field(default_factory=lambda: {"train": 0, "valid": 0})
-    seconds: dict[str, float] = field(default_factory=lambda: {"train": 0.0, "valid": 0.0})
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-
-    def rows(self) -> list[list]:
-        return [[s, self.written[s], round(self.seconds[s] / 60, 2)] for s in ("train", "valid")]
 
 
 def singer_of(name: str) -> str:
@@ -121,7 +112,7 @@ def write_dataset(
     out: Path,
     label_hop_s: float | None = None,
     kind: str = "pitch",
-    on_item=None,
+    advance=None,
 ) -> PrepReport:
     """Write every source with a split into ``out``; bad items are skipped with their reason."""
     from voxtool import __version__
@@ -138,8 +129,8 @@ def write_dataset(
         except (BadInput, LabelError) as exc:
             reason = exc.problem if isinstance(exc, BadInput) else str(exc)
             report.skipped.append((str(src.audio), reason))
-            if on_item:
-                on_item()
+            if advance:
+                advance(1)
             continue
         name = re.sub(r"[^A-Za-z0-9_.-]+", "_", src.name)
         while name in used_names:
@@ -151,8 +142,8 @@ def write_dataset(
         lists[src.split].append(rel)
         report.written[src.split] += 1
         report.seconds[src.split] += seconds
-        if on_item:
-            on_item()
+        if advance:
+            advance(1)
     if not any(report.written.values()):
         raise BadInput(out, "no usable items (every source was skipped)")
     for split, names in lists.items():
