@@ -56,6 +56,14 @@ def test_tiny_vocoder_learns_held_out_mels(tiny_data, tmp_path):
     logged = set().union(*rows)
     assert {"train/loss", "train/loss_d", "train/mel_l1", "train/fm", "train/adv", "valid/mel_l1",
             "train/lr/generator", "train/lr/discriminator"} <= logged
+    # a held-out clip, vocoded and original, to listen to in TensorBoard
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(tmp_path), size_guidance={"audio": 0})
+    events.Reload()
+    assert {"valid/vocoded_0", "valid/original_0"} <= set(events.Tags()["audio"])
+    clip = events.Audio("valid/vocoded_0")[-1]
+    assert clip.sample_rate == 16000 and clip.length_frames % 160 == 0 and clip.length_frames > 0
 
 
 def test_resume_is_exact_through_both_optimisers(tiny_data, tmp_path):

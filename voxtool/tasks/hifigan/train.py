@@ -105,6 +105,17 @@ class HifiganTrainTask(TrainTask):
         return {"valid/mel_l1": mel_l1(model, self.valid_set, self.loss_mel, self.env.device, d.valid_items,
                                        max_frames)}
 
+    def validation_audio(self, model: torch.nn.Module) -> dict[str, tuple[np.ndarray, int]]:
+        """The first held-out item resynthesised (and its original once), to listen to in TensorBoard."""
+        if not len(self.valid_set):
+            return {}
+        wav, mel = self.valid_set[0]
+        frames = int(self.config.data.valid_max_seconds * self.mel.sample_rate) // self.mel.hop_length
+        mel = torch.from_numpy(mel[:, :frames]).unsqueeze(0).to(self.env.device)
+        fake = model(mel)[0, 0].float().clamp(-1, 1).cpu().numpy()
+        return {"valid/vocoded_0": (fake, self.mel.sample_rate),
+                "valid/original_0": (wav[: frames * self.mel.hop_length], self.mel.sample_rate)}
+
     def deployable(self, model: torch.nn.Module) -> dict:
         return {"sample_rate": self.mel.sample_rate, "hop_length": self.mel.hop_length, "n_mels": self.mel.n_mels,
                 "generator": self.gen_cfg.model_dump(mode="json"), "mel": self.mel.model_dump(mode="json")}
