@@ -84,3 +84,17 @@ def run_voxtool(*args: str, env: dict | None = None, cwd: Path | None = None, ti
 @pytest.fixture
 def voxtool_cli():
     return run_voxtool
+
+
+def fit_until_interrupted(trainer, step: int) -> None:
+    """Run `trainer.fit()` and stop it the way Ctrl-C does when it arrives during optimiser step `step`: the
+    SIGINT handler sets `_stop_signal`, the Trainer saves last.pt at that step and raises Interrupted."""
+    from voxtool.errors import Interrupted
+
+    def stop(ctx):
+        if ctx.step + 1 == step:
+            trainer._stop_signal = 2
+
+    trainer.task.after_optimizer_step = stop
+    with pytest.raises(Interrupted):
+        trainer.fit()

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import TRAIN_SEED, run_voxtool, seeded
-from voxtool.errors import BadInput, Interrupted
+from tests.conftest import TRAIN_SEED, fit_until_interrupted, run_voxtool, seeded
+from voxtool.errors import BadInput
 from voxtool.fileio import load_torch
 from voxtool.presets import load_config
 from voxtool.training.modelfile import load_model_file
@@ -64,13 +64,7 @@ def test_gan_resumes_exactly_after_an_interruption(toy_on_path, tmp_path):
     straight.fit()
     first = make_gan(tmp_path / "b", *overrides)
 
-    def interrupt_at_17(ctx):  # what the SIGINT handler does when Ctrl-C arrives during step 17
-        if ctx.step + 1 == 17:
-            first._stop_signal = 2
-
-    first.task.after_optimizer_step = interrupt_at_17
-    with pytest.raises(Interrupted):
-        first.fit()
+    fit_until_interrupted(first, 17)
     assert load_torch(tmp_path / "b" / "last.pt")["step"] == 17
     resumed = make_gan(tmp_path / "b", *overrides)
     resumed.fit(resume=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from tests.conftest import TRAIN_SEED, seeded
-from voxtool.errors import Interrupted
+from tests.conftest import TRAIN_SEED, fit_until_interrupted, seeded
 from voxtool.fileio import load_torch
 from voxtool.training.config import TrainConfig
 from voxtool.training.schedules import lr_factor
@@ -35,13 +34,7 @@ def test_resume_is_exact(toy_on_path, tmp_path, optimizer):
     straight.fit()
     first = make(toy_on_path, tmp_path / "b", optimizer=optimizer, ema_decay=0.9, schedule=schedule, warmup_steps=3)
 
-    def interrupt_at_11(ctx):  # what the SIGINT handler does when Ctrl-C arrives during step 11
-        if ctx.step + 1 == 11:
-            first._stop_signal = 2
-
-    first.task.after_optimizer_step = interrupt_at_11
-    with pytest.raises(Interrupted):
-        first.fit()
+    fit_until_interrupted(first, 11)
     assert load_torch(tmp_path / "b" / "last.pt")["step"] == 11
     resumed = make(toy_on_path, tmp_path / "b", optimizer=optimizer, ema_decay=0.9, schedule=schedule,
                    warmup_steps=3)

@@ -10,10 +10,10 @@ import types
 import pytest
 import torch
 
-from tests.conftest import run_voxtool
+from tests.conftest import fit_until_interrupted, run_voxtool
 from tests.foundation.test_trainer import make, weights
 from voxtool import devices
-from voxtool.errors import BadInput, Interrupted
+from voxtool.errors import BadInput
 from voxtool.options import TrainOptions
 from voxtool.training import trainer as trainer_module
 from voxtool.training.task import RunEnv
@@ -65,13 +65,7 @@ def test_last_checkpoint_is_written_once_per_step(toy_on_path, tmp_path, monkeyp
 def test_metrics_rows_after_the_checkpoint_are_dropped_on_resume(toy_on_path, tmp_path):
     first = make(toy_on_path, tmp_path)
 
-    def interrupt_at_11(ctx):
-        if ctx.step + 1 == 11:
-            first._stop_signal = 2
-
-    first.task.after_optimizer_step = interrupt_at_11
-    with pytest.raises(Interrupted):
-        first.fit()
+    fit_until_interrupted(first, 11)
     metrics = tmp_path / "metrics.jsonl"
     with open(metrics, "a") as f:  # what a kill -9 after step 11's checkpoint leaves: later rows, a cut one
         f.write(json.dumps({"step": 12, "train/loss": 9.0, "ghost": 1}) + "\n")

@@ -9,8 +9,8 @@ import textwrap
 import pytest
 import torch
 
-from tests.conftest import TRAIN_SEED, run_voxtool, seeded
-from voxtool.errors import BadInput, Interrupted
+from tests.conftest import TRAIN_SEED, fit_until_interrupted, run_voxtool, seeded
+from voxtool.errors import BadInput
 from voxtool.fileio import load_torch
 from voxtool.presets import load_config
 from voxtool.tasks.hifigan.config import HifiganConfig
@@ -73,13 +73,7 @@ def test_resume_is_exact_through_both_optimisers(tiny_data, tmp_path):
     straight.fit()
     first = make_trainer(tiny_data, tmp_path / "b", *overrides)
 
-    def interrupt_at_3(ctx):  # what the SIGINT handler does when Ctrl-C arrives during step 3
-        if ctx.step + 1 == 3:
-            first._stop_signal = 2
-
-    first.task.after_optimizer_step = interrupt_at_3
-    with pytest.raises(Interrupted):
-        first.fit()
+    fit_until_interrupted(first, 3)
     assert load_torch(tmp_path / "b" / "last.pt")["step"] == 3
     resumed = make_trainer(tiny_data, tmp_path / "b", *overrides)
     resumed.fit(resume=True)
