@@ -41,6 +41,17 @@ def _scaled(channels: int, width: float) -> int:
     return max(1, round(channels * width))
 
 
+def _conv_stack(x: torch.Tensor, convs: nn.ModuleList, conv_post: nn.Module) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Both discriminator kinds: leaky-ReLU convs then conv_post -> (flattened scores (B, -1), every feature map)."""
+    features = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        features.append(x)
+    x = conv_post(x)
+    features.append(x)
+    return torch.flatten(x, 1, -1), features
+
+
 class DiscriminatorP(nn.Module):
     """Period discriminator: waveform (B, 1, N) folded to (B, 1, ceil(N/p), p), 2-D convs along time.
     Returns (scores (B, S), feature maps)."""
@@ -64,14 +75,7 @@ class DiscriminatorP(nn.Module):
         if length % self.period:
             # reflect-pad to a whole number of periods (as jik876)
             wav = F.pad(wav, (0, self.period - length % self.period), "reflect")
-        x = wav.view(batch, chans, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return torch.flatten(x, 1, -1), features
+        return _conv_stack(wav.view(batch, chans, -1, self.period), self.convs, self.conv_post)
 
 
 class DiscriminatorS(nn.Module):
@@ -91,14 +95,7 @@ class DiscriminatorS(nn.Module):
         self.conv_post = norm(nn.Conv1d(channels_in, 1, 3, 1, padding=1))
 
     def forward(self, wav: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
-        x = wav
-        features = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            features.append(x)
-        x = self.conv_post(x)
-        features.append(x)
-        return torch.flatten(x, 1, -1), features
+        return _conv_stack(wav, self.convs, self.conv_post)
 
 
 class MultiPeriodDiscriminator(nn.Module):
