@@ -51,9 +51,12 @@ def init(backend: str) -> None:
 
 
 def shutdown() -> None:
+    import gc
+
     import torch.distributed as dist
 
     if dist.is_available() and dist.is_initialized():
+        gc.collect()  # drop unreachable DDP wrappers first: they keep the process group alive past its destruction
         dist.destroy_process_group()
 
 

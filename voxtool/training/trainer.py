@@ -432,4 +432,7 @@ class Trainer:
             for sig, h in previous.items():
                 signal.signal(sig, h)
             self.logger.close()
+            # DDP wrappers hold the process group: released here, the group is really torn down by
+            # destroy_process_group instead of at interpreter exit, where gloo's threads can abort the process
+            self.wrapped = dict(self.modules)
         return {"step": self.step, "best": self.best, "metrics": self.last_metrics}
