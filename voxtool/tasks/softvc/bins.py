@@ -1,0 +1,111 @@
+"""Pitch and dynamics bins for hubert-pitdyn (numpy only).
+
+hubert-pitdyn quantised f0 to one bin per semitone above the corpus minimum and frame RMS to 32 linear bins, with
+statistics the user copied into `class hp` by hand and no unvoiced bin (yin always gives an f0). Here the statistics
+are computed by prep (`PitchDynStats.from_arrays`) and written to `dataset.json`, and bin 0 means unvoiced.
+
+All arrays are per 320-sample frame at 16 kHz (50 Hz, aligned with the HuBERT units).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+DYNAMICS_BINS = 32
+UNVOICED_BIN = 0
+
+
+@dataclass(frozen=True)
+class PitchDynStats:
+    """Corpus statistics that define the bins.
+
+    f0_min_hz/f0_max_hz: range of voiced f0 over the training set; rms_min/rms_max: range of linear frame RMS.
+    """
+
+    f0_min_hz: float
+    f0_max_hz: float
+    rms_min: float
+    rms_max: float
+    dynamics_bins: int = DYNAMICS_BINS
+    f0_method: str = "harvest"
+
+    def __post_init__(self) -> None:
+        if not (0 < self.f0_min_hz <= self.f0_max_hz):
+            raise ValueError(f"f0 range must satisfy 0 < f0_min_hz <= f0_max_hz, got {self.f0_min_hz}, {self.f0_max_hz}")
+        if not (0 <= self.rms_min <= self.rms_max):
+            raise ValueError(f"rms range must satisfy 0 <= rms_min <= rms_max, got {self.rms_min}, {self.rms_max}")
+        if self.dynamics_bins < 2:
+            raise ValueError(f"dynamics_bins must be >= 2, got {self.dynamics_bins}")
+
+    @property
+    def pitch_bins(self) -> int:
+        """Number of pitch classes: bin 0 = unvoiced, bins 1.. = whole semitones above f0_min_hz (both ends in)."""
+        return 2 + math.ceil(12 * math.log2(self.f0_max_hz / self.f0_min_hz) - 1e-9)
+
+    @classmethod
+    def from_arrays(
+        cls, f0s: list[np.ndarray], rmss: list[np.ndarray], f0_method: str = "harvest",
+        dynamics_bins: int = DYNAMICS_BINS,
+    ) -> PitchDynStats:
+        """Statistics over a corpus: `f0s` are per-item f0 tracks in Hz (0 = unvoiced), `rmss` linear RMS tracks.
+
+        A corpus with no voiced frame at all gets a nominal 50-1000 Hz range (every frame then lands in bin 0).
+        """
+        voiced = [f[f > 0] for f in f0s if f.size]
+        voiced_all = np.concatenate(voiced) if voiced else np.zeros(0, np.float32)
+        if voiced_all.size:
+            f0_min, f0_max = float(voiced_all.min()), float(voiced_all.max())
+        else:
+            f0_min, f0_max = 50.0, 1000.0
+        rms_all = np.concatenate([r for r in rmss if r.size]) if any(r.size for r in rmss) else np.zeros(1)
+        rms_min, rms_max = float(max(rms_all.min(), 0.0)), float(max(rms_all.max(), 0.0))
+        if rms_max <= rms_min:  # all-silent (or constant) corpus: keep a non-empty range
+            rms_max = rms_min + 1e-6
+        return cls(f0_min, f0_max, rms_min, rms_max, dynamics_bins=dynamics_bins, f0_method=f0_method)
+
+    def to_dict(self) -> dict:
+        """JSON-ready dict (the `stats` section of dataset.json); includes `pitch_bins` for readers."""
+        d = asdict(self)
+        d["pitch_bins"] = self.pitch_bins
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> PitchDynStats:
+        """Inverse of `to_dict` (derived fields such as `pitch_bins` and unknown keys are ignored)."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+def pitch_to_bins(f0_hz: np.ndarray, stats: PitchDynStats, shift_semitones: float = 0.0) -> np.ndarray:
+    """(N,) f0 in Hz (0 = unvoiced) -> (N,) int64 bins: 0 unvoiced, else 1 + round(semitones above f0_min + shift),
+    clipped to [1, pitch_bins - 1]. `shift_semitones` is the key shift (`convert --key`)."""
+    f0 = np.asarray(f0_hz, dtype=np.float64)
+    voiced = f0 > 0
+    semis = 12.0 * np.log2(np.where(voiced, f0, stats.f0_min_hz) / stats.f0_min_hz) + shift_semitones
+    bins = np.clip(1 + np.round(semis), 1, stats.pitch_bins - 1).astype(np.int64)
+    return np.where(voiced, bins, UNVOICED_BIN).astype(np.int64)
+
+
+def bins_to_pitch(bins: np.ndarray, stats: PitchDynStats) -> np.ndarray:
+    """Inverse of `pitch_to_bins` up to rounding: (N,) int bins -> (N,) f0 in Hz at bin centres, 0 for bin 0."""
+    b = np.asarray(bins, dtype=np.float64)
+    f0 = stats.f0_min_hz * 2.0 ** ((b - 1) / 12.0)
+    return np.where(b > 0, f0, 0.0).astype(np.float32)
+
+
+def rms_to_bins(rms: np.ndarray, stats: PitchDynStats) -> np.ndarray:
+    """(N,) linear RMS -> (N,) int64 in [0, dynamics_bins - 1]: `dynamics_bins` equal-width bins over
+    [rms_min, rms_max], as hubert-pitdyn's int(32 * (rms - min) / (max - min)), clipped."""
+    r = np.asarray(rms, dtype=np.float64)
+    span = max(stats.rms_max - stats.rms_min, 1e-12)
+    bins = np.floor(stats.dynamics_bins * (r - stats.rms_min) / span)
+    return np.clip(bins, 0, stats.dynamics_bins - 1).astype(np.int64)
+
+
+def bins_to_rms(bins: np.ndarray, stats: PitchDynStats) -> np.ndarray:
+    """(N,) dynamics bins -> (N,) linear RMS at bin centres."""
+    width = (stats.rms_max - stats.rms_min) / stats.dynamics_bins
+    return (stats.rms_min + (np.asarray(bins, dtype=np.float64) + 0.5) * width).astype(np.float32)
