@@ -10,6 +10,8 @@ The others import torch:
 - `checkpoint`: `load_generator_state`, `load_generator` for bshall, jik876 and voxtool generator files.
 - `discriminators`: `MultiPeriodDiscriminator`, `MultiScaleDiscriminator`.
 - `losses`: LSGAN, feature matching, mel L1, and the weighted per-step totals.
+- `loading`: `load_vocoder` (a voxtool model file, a published checkpoint or "griffinlim" -> a ready `Vocoder`),
+  what every mel -> waveform command uses.
 
 The names above are also reachable as `voxtool.vocoders.<name>` (imported on first use).
 """
@@ -28,6 +30,7 @@ _EXPORTS = {
     "checkpoint": ("LoadedGenerator", "load_generator_state", "load_generator"),
     "discriminators": ("MultiPeriodDiscriminator", "MultiScaleDiscriminator", "DiscriminatorOutputs"),
     "losses": ("GeneratorLoss", "discriminator_step_loss", "generator_step_loss"),
+    "loading": ("Vocoder", "load_vocoder"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}
 __all__ = sorted(_WHERE)

@@ -17,120 +17,34 @@ stays flat in the duration; `precision` "16"/"bf16" runs the generator under aut
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from voxtool.errors import BadInput
-from voxtool.vocoders.hifigan import Generator, GeneratorConfig
-from voxtool.vocoders.mel import PUBLISHED_MELS, MelSettings, check_mel_tensor
-from voxtool.vocoders.streaming import DEFAULT_CHUNK_FRAMES, DEFAULT_FADE_FRAMES, synthesize_chunked
+from voxtool.vocoders.loading import Vocoder, is_griffinlim
+from voxtool.vocoders.mel import check_mel_tensor
+from voxtool.vocoders.streaming import DEFAULT_CHUNK_FRAMES
 
 SUBTYPES = {"pcm16": "PCM_16", "float": "FLOAT"}
-GRIFFINLIM = "griffinlim"
-MAX_CHUNK_FRAMES = 100_000
-
-
-@dataclass
-class Vocoder:
-    """A ready generator (eval, weight norm removed) on a device with the mel settings it expects."""
-
-    generator: Generator  # or a `voxtool.vocoders.griffinlim.GriffinLim`
-    mel: MelSettings
-    device: torch.device
-    description: str = ""
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES  # 0 = whole input in one pass
-    context_frames: int | None = None  # None = the generator's receptive field + 2 (streaming.py)
-    precision: str = "32"  # "32" | "16" | "bf16": autocast of the generator
-
-    @property
-    def is_griffinlim(self) -> bool:
-        return not isinstance(self.generator, Generator)
-
-    def synthesize(self, mel: torch.Tensor) -> np.ndarray:
-        """(B, n_mels, T) on any device -> float32 numpy (B, T * hop), not clamped; under inference_mode."""
-        from voxtool.devices import autocast
-
-        mel = mel.to(self.device)
-        with torch.inference_mode():
-            if self.is_griffinlim:
-                return self.generator(mel)[:, 0].cpu().numpy()
-            with autocast(self.device, self.precision):
-                return synthesize_chunked(self.generator, mel, self.chunk_frames, self.context_frames,
-                                          DEFAULT_FADE_FRAMES, self.hop_length)
-
-    @property
-    def sample_rate(self) -> int:
-        return self.mel.sample_rate
-
-    @property
-    def hop_length(self) -> int:
-        return self.mel.hop_length
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[-1].strip()[:160] if text else type(exc).__name__
 
 
 def load_model(path: str | Path, preset: str | None = None, device: str = "cpu",
                chunk_frames: int = DEFAULT_CHUNK_FRAMES, precision: str = "32") -> Vocoder:
-    """A voxtool model.pt / run folder, a published generator checkpoint, or "griffinlim" (see the module doc)."""
-    from voxtool.devices import normalise_precision, resolve_device
+    """A voxtool model.pt / run folder, a published generator checkpoint, or "griffinlim" (see the module doc);
+    `preset` names the generator layout and mel of a published checkpoint (and Griffin-Lim's mel)."""
+    from voxtool.vocoders.loading import load_vocoder
 
-    if not 0 <= chunk_frames <= MAX_CHUNK_FRAMES:
-        raise BadInput(None, f"chunk_frames {chunk_frames}: choose 0 (whole input) to {MAX_CHUNK_FRAMES}")
-    vocoder = _load(path, preset, resolve_device(device).torch)
-    vocoder.chunk_frames, vocoder.precision = chunk_frames, normalise_precision(precision)
-    return vocoder
-
-
-def _load(path: str | Path, preset: str | None, dev: torch.device) -> Vocoder:
-    from voxtool.fileio import load_torch
-    from voxtool.training.modelfile import is_model_file, load_model_file, resolve_model_path
-    from voxtool.vocoders.checkpoint import load_generator_state
-
-    if str(path).lower() == GRIFFINLIM and not Path(path).exists():
-        from voxtool.presets import load_config
-        from voxtool.tasks.hifigan.config import HifiganConfig
-        from voxtool.vocoders.griffinlim import DEFAULT_ITERATIONS, GriffinLim
-
-        mel = load_config(HifiganConfig, preset or "hifigan-16k", task="hifigan").mel
-        return Vocoder(GriffinLim(mel), mel, torch.device("cpu"),
-                       f"Griffin-Lim, {DEFAULT_ITERATIONS} iterations ({mel.describe()})")
-    path = resolve_model_path(path)
-    obj = load_torch(path)
-    if is_model_file(obj):
-        mf = load_model_file(path, task="hifigan")
-        try:
-            gen_cfg = GeneratorConfig.model_validate(mf.config["generator"])
-            mel = MelSettings.model_validate(mf.config["mel"])
-        except Exception as exc:  # KeyError, ValidationError, TypeError of a garbled config
-            raise BadInput(path, f"model file lacks valid hifigan settings ({_first_line(exc)})") from None
-        loaded = load_generator_state(mf.state_dict, gen_cfg, where=path)
-        description = f"voxtool hifigan model (step {mf.meta.get('step', '?')})"
-    elif preset is not None:
+    mel = generator = None
+    if preset is not None or is_griffinlim(path):
         from voxtool.presets import load_config
         from voxtool.tasks.hifigan.config import HifiganConfig
 
-        config = load_config(HifiganConfig, preset, task="hifigan")
-        gen_cfg, mel = config.generator, config.mel
-        loaded = load_generator_state(obj, gen_cfg, where=path)
-        description = f"published generator with preset {preset}"
-    else:
-        loaded = load_generator_state(obj, where=path)
-        gen_cfg = loaded.config
-        fits = [m for m in PUBLISHED_MELS.values()
-                if m.n_mels == gen_cfg.n_mels and m.hop_length == gen_cfg.hop_length]
-        if not fits:
-            raise BadInput(path, f"no published mel has {gen_cfg.n_mels} mels at hop {gen_cfg.hop_length}; "
-                                 "name its config with --preset")
-        mel = fits[0]
-        description = f"published generator ({mel.describe()})"
-    generator = loaded.build(remove_weight_norm=True).to(dev)
-    return Vocoder(generator, mel, dev, description)
+        config = load_config(HifiganConfig, preset or "hifigan-16k", task="hifigan")
+        mel, generator = config.mel, config.generator
+    return load_vocoder(path, mel=mel, generator=generator, device=device, chunk_frames=chunk_frames,
+                        precision=precision)
 
 
 def predict(mel: np.ndarray | torch.Tensor, vocoder: Vocoder, where=None) -> np.ndarray:
