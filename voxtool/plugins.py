@@ -20,7 +20,7 @@ GROUP = "voxtool.tasks"
 VERBS = ("prep", "train", "ssl", "infer", "convert", "transcribe", "eval", "export")
 # top-level module -> the extra of pyproject.toml that installs it
 EXTRAS = {"pypinyin": "pinyin", "jiwer": "pinyin", "praatio": "pinyin", "onnx": "export", "onnxruntime": "export",
-          "pesq": "quality", "pystoi": "quality"}
+          "pesq": "quality", "pystoi": "quality", "sklearn": "softvc", "webrtcvad": "diffvc"}
 
 
 def missing_extra(exc: BaseException) -> str | None:
