@@ -23,7 +23,7 @@ def test_full_size_model_matches_the_original():
     model = BiLSTMCurveEstimator(ModelSection(), -0.15, 1.0)
     assert count_parameters(model) == 10_237_441  # the original's ~10.24 M
     keys = set(model.state_dict())
-    assert {"input_stack.0.weight", "input_stack.1.weight", "input_stack.4.weight", "lstm.weight_hh_l1_reverse",
+    assert {"input_stack.0.weight", "input_stack.1.weight", "input_stack.4.weight", "rnn.weight_hh_l1_reverse",
             "output_proj.0.weight", "output_proj.2.bias"} <= keys  # fmt: skip
     with torch.no_grad():
         y = model.eval()(torch.randn(2, 80, 40))  # (B, n_mels, T)

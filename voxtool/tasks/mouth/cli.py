@@ -25,6 +25,9 @@ def prep_lipsync(
         Path | None, typer.Option(help="List of audio paths (relative to SRC) of unseen singers.")
     ] = None,
     valid: Annotated[Path | None, typer.Option(help="Validation list (default: SRC/valid.txt if present).")] = None,
+    speaker_map: Annotated[
+        Path | None, typer.Option(help="JSON {take folder or wav (relative to SRC): singer} (default: the folder).")
+    ] = None,
     workers: Annotated[int, typer.Option(min=1, max=MAX_WORKERS, help="Takes processed in parallel.")] = 1,
     overwrite: Annotated[bool, typer.Option(help="Rebuild takes already prepared.")] = False,
     strict: Annotated[bool, typer.Option(help="A bad take is an error instead of being skipped.")] = False,
@@ -36,13 +39,13 @@ def prep_lipsync(
     from voxtool.inputs import check_dataset_out
     from voxtool.tasks.mouth.data import find_takes, prepare_lipsync
 
-    check_dataset_out(out, [src, unseen, valid])
+    check_dataset_out(out, [src, unseen, valid, speaker_map])
     total = len(find_takes(src)[0]) if src.is_dir() else None  # a quick scan, so the bar knows its length
     with prep_progress(total, "prep lipsync", out=out, unit="takes",
                        then="run the same command again to finish (prepared takes are reused)") as advance:
         summary = prepare_lipsync(
-            src, out, target=target, unseen_list=unseen, valid_list=valid, workers=workers, overwrite=overwrite,
-            strict=strict, log=log, advance=advance,
+            src, out, target=target, unseen_list=unseen, valid_list=valid, speaker_map=speaker_map, workers=workers,
+            overwrite=overwrite, strict=strict, log=log, advance=advance,
         )  # fmt: skip
     if json_out:
         emit_json({
@@ -86,12 +89,17 @@ def train(
 @common_flags
 def infer(
     inputs: Annotated[list[str], typer.Argument(help="Audio files, folders (mirrored) or globs.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="model.pt, a run folder, or an exported .onnx.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="model.pt, a run folder, an .onnx, or R^3-MOE's "
+                                                              "ema_model_N.pt (config.yaml beside it).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Output file (one input) or folder.")] = None,
     fps: Annotated[float | None, typer.Option(min=1.0, max=1000.0,
                                               help="Output frame rate (default: the model's 50).")] = None,
     fmt: Annotated[
-        str | None, typer.Option("--format", help="csv | npy | json (default: from --out, else csv).")
+        str | None, typer.Option("--format", help="csv | npy | json | arkit | lipssync (default: from --out, else "
+                                                  "csv).")
+    ] = None,
+    speaker: Annotated[
+        str | None, typer.Option(help="A training singer whose learned gain to apply (models with speaker_gain).")
     ] = None,
     smooth: Annotated[float, typer.Option(min=0.0, max=10.0,
                                           help="Half-sine smoothing width in seconds (0 = off).")] = 0.0,
@@ -106,9 +114,10 @@ def infer(
 ) -> None:
     """Audio -> mouth-opening curve (time,mouth_opening) with a trained model."""
     from voxtool.console import emit_json, log, progress
+    from voxtool.errors import BadInput
     from voxtool.inputs import protected_paths
     from voxtool.outputs import plan_outputs
-    from voxtool.tasks.mouth.infer import FORMATS, load_model, plot_paths, predict_from_files_to_files
+    from voxtool.tasks.mouth.infer import FORMATS, MouthModel, load_model, plot_paths, predict_from_files_to_files
 
     model_files = protected_paths(model)
     fmt, jobs = plan_outputs(inputs, out, FORMATS, fmt, skip_existing=skip_existing, protect=model_files)
@@ -119,6 +128,10 @@ def infer(
             emit_json([])
         return
     mouth_model = load_model(model, device)  # once for the batch
+    if speaker is not None:
+        if not isinstance(mouth_model, MouthModel):
+            raise BadInput(model, "--speaker needs a .pt model: ONNX graphs carry no per-singer gains")
+        mouth_model.use_speaker(speaker)
     with progress(len(jobs), "infer mouth") as advance:
         results = predict_from_files_to_files(
             jobs, mouth_model, fmt, fps=fps, smooth=smooth, clip=clip, plots=plots,
@@ -215,12 +228,16 @@ def ssl(
 
 @common_flags
 def export(
-    model: Annotated[str, typer.Option("--model", "-m", help="model.pt or a run folder.")],
+    model: Annotated[str, typer.Option("--model", "-m", help="model.pt, a run folder or R^3-MOE's ema_model_N.pt.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .onnx file.")],
     sample_rate: Annotated[
         int | None, typer.Option(min=8000, max=192_000,
-                                 help="Input rate baked into the graph (e.g. 44100; default 16000).")
+                                 help="Input rate baked into the graph (default 16000; 44100 with --like-original).")
     ] = None,
+    like_original: Annotated[
+        bool, typer.Option("--like-original", help="R^3-MOE export_onnx.py's graph: 44.1 kHz, its resampler and "
+                                                   "axis names.")
+    ] = False,
     check: Annotated[bool, typer.Option(help="Compare onnxruntime with torch on a test signal.")] = True,
 ) -> None:
     """Export a mouth model to ONNX: waveform (B, N) float32 -> curve (B, T)."""
@@ -229,7 +246,7 @@ def export(
     from voxtool.tasks.mouth.export import export_onnx, verify_onnx
 
     check_outputs([out], protect=protected_paths(model))
-    export_onnx(model, out, sample_rate)
+    export_onnx(model, out, sample_rate, like_original)
     msg = f"wrote {out}"
     if check:
         diff = verify_onnx(model, out)

@@ -40,6 +40,8 @@ class ModelSection(StrictModel):
     n_layers: int = Field(2, ge=1, le=16)
     n_groups: int = Field(4, ge=1, le=8192)
     conv_dropout: float = Field(0.2, ge=0, lt=1)
+    speaker_gain: bool = Field(False, description="learn one gain per training singer (the original's k_filter)")
+    num_speakers: int = Field(0, ge=0, le=1_000_000, description="gains to learn; 0 = the dataset's singer count")
     # normalisation range of the target; None = taken from the dataset at training time
     vmin: float | None = Field(None, ge=-1e6, le=1e6)
     vmax: float | None = Field(None, ge=-1e6, le=1e6)
@@ -58,6 +60,12 @@ class DataSection(StrictModel):
     mel_floor: float = Field(-12.0, ge=-100, le=10, description="log-mel floor after augmentation")
     valid_max_frames: int = Field(0, ge=0, le=10_000_000,
                                   description="cap frames per validation file (0 = whole file)")
+    # the original's HEAD time_frequency_noise_block (FCPE's), with its time and frequency axes the right way round
+    noise_block_p: float = Field(0.0, ge=0, le=1, description="probability of noise blocks per crop (0 = off)")
+    noise_block_count: int = Field(5, ge=1, le=100, description="rectangles per augmented crop")
+    noise_block_std: float = Field(0.1, ge=0, le=100, description="|N(0, std)| added in the linear-mel domain")
+    noise_block_time: float = Field(0.3, gt=0, le=1, description="max block width, fraction of the crop's frames")
+    noise_block_freq: float = Field(0.05, gt=0, le=1, description="max block height, fraction of the mel bins")
 
 
 class LossSection(StrictModel):

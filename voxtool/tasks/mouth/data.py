@@ -4,6 +4,7 @@ Prepared dataset layout (DESIGN.md):
 
     OUT/dataset.json          feature settings, target, value ranges, speakers, per-item frames and split
     OUT/speakers.json         speaker name -> id
+    OUT/spk_mapping.json      the same, under the original's name (its training reads singer ids from it)
     OUT/train.txt valid.txt unseen.txt   .npz paths relative to OUT
     OUT/items/<rel>.npz       mel (T, 80) float32 log-mel, curve (T,) float32 target, meta (JSON string)
 
@@ -308,6 +309,42 @@ def read_path_list(list_path: Path, root: Path) -> list[str]:
     return out
 
 
+def read_speaker_map(path: Path, root: Path) -> dict[str, str]:
+    """`--speaker-map`: a JSON object {take folder or wav path relative to `root`: singer name} -> the same with
+    posix paths; a path that does not exist or leaves `root` is a BadInput."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8-sig"))
+    except (OSError, ValueError) as e:
+        raise BadInput(path, f"cannot read the speaker map ({type(e).__name__}); expected a JSON object "
+                             "{take folder or wav: singer}") from None  # fmt: skip
+    if not isinstance(doc, dict) or not all(isinstance(v, str) and v.strip() for v in doc.values()):
+        raise BadInput(path, "a speaker map is a JSON object {take folder or wav (relative to the source): singer}")
+    root_resolved = root.resolve()
+    out = {}
+    for entry, singer in doc.items():
+        target = (root / str(entry).replace("\\", "/")).resolve()
+        try:
+            rel = target.relative_to(root_resolved).as_posix()
+        except ValueError:
+            raise BadInput(path, f"'{entry}' leaves {root}") from None
+        if not target.exists():
+            raise BadInput(path, f"'{entry}' does not exist under {root}")
+        out[rel] = singer.strip()
+    return out
+
+
+def assign_speakers(takes: list[TakeSource], mapping: dict[str, str]) -> list[TakeSource]:
+    """Takes with the singer of the longest matching `mapping` entry (a wav, or a folder above it)."""
+    from dataclasses import replace
+
+    out = []
+    for t in takes:
+        best = max((p for p in mapping if t.rel == p or t.rel.startswith(p.rstrip("/") + "/") or p == "."),
+                   key=len, default=None)  # fmt: skip
+        out.append(t if best is None else replace(t, speaker=mapping[best]))
+    return out
+
+
 def _expand_list(entries: list[str], takes: list[TakeSource]) -> set[str]:
     """List entries (wav files or take folders) -> the `rel` of matching takes."""
     by_rel = {t.rel for t in takes}
@@ -429,6 +466,7 @@ def prepare_lipsync(
     target: str = "jaw-minus-close",
     unseen_list: Path | None = None,
     valid_list: Path | None = None,
+    speaker_map: Path | None = None,
     workers: int = 1,
     overwrite: bool = False,
     strict: bool = False,
@@ -437,7 +475,8 @@ def prepare_lipsync(
     mel: MelConfig | None = None,
 ) -> PrepSummary:
     """Prepare a LipsSync folder into `out`. `valid_list` defaults to `src_dir/valid.txt` when it exists; `mel`
-    (a config's `[mel]`) defaults to the original's features."""
+    (a config's `[mel]`) defaults to the original's features; `speaker_map` (`read_speaker_map`) names the singer
+    of takes whose first folder does not."""
     from voxtool.fileio import check_output_dir, ensure_output_dir
     from voxtool.prep_pool import map_items
 
@@ -452,7 +491,9 @@ def prepare_lipsync(
         raise BadInput(src_dir, "no take folders with mouth_data.csv and a .wav found")
     if strict and problems:
         raise BadInput(problems[0][0], problems[0][1])
-    if layout == "flat":
+    if speaker_map is not None:
+        takes = assign_speakers(takes, read_speaker_map(speaker_map, src_dir))
+    elif layout == "flat":
         log("flat layout (<take>/ directly under the folder): every take counts as its own speaker")
     if valid_list is None and (src_dir / "valid.txt").is_file():
         valid_list = src_dir / "valid.txt"
@@ -519,7 +560,8 @@ def _write_dataset(out, takes, results, bad, valid, unseen, target, layout, mel,
     for split in SPLITS:
         lines = [t.npz_rel for t in good if split_of[t.rel] == split]
         write_text_atomic(out / f"{split}.txt", "".join(f"{line}\n" for line in lines))
-    write_text_atomic(out / "speakers.json", json.dumps(speakers, indent=1, ensure_ascii=False) + "\n")
+    for name in ("speakers.json", "spk_mapping.json"):  # voxtool's name and the original's
+        write_text_atomic(out / name, json.dumps(speakers, indent=1, ensure_ascii=False) + "\n")
     meta = {
         "format": DATASET_FORMAT, "format_version": DATASET_VERSION, "voxtool_version": __version__,
         "kind": "lipsync", "mel": mel.model_dump(), "target": target, "target_description": tr.description,

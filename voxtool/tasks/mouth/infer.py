@@ -30,9 +30,9 @@ import torch
 
 from voxtool.audio.mel_config import MelConfig
 from voxtool.errors import BadInput
-from voxtool.outputs import OutputFormats
 from voxtool.tasks.mouth.config import ModelSection
-from voxtool.tasks.mouth.model import BiLSTMCurveEstimator
+from voxtool.tasks.mouth.formats import FORMATS, write_curve  # noqa: F401  (write_curve: re-exported)
+from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, migrate_state_dict
 
 if TYPE_CHECKING:
     from voxtool.evaluation import EvalResult
@@ -40,26 +40,55 @@ if TYPE_CHECKING:
 
 DEFAULT_CHUNK_FRAMES = 3000  # 60 s
 DEFAULT_CONTEXT_FRAMES = 250  # 5 s either side
-FORMATS = OutputFormats(("csv", "npy", "json"))
 
 
 @dataclass
 class MouthModel:
-    """A loaded model with the feature settings it was trained on."""
+    """A loaded model with the feature settings it was trained on. `speaker`: a training singer's id whose
+    learned gain inference applies (`use_speaker`), None for the generic curve."""
 
     model: BiLSTMCurveEstimator
     mel_cfg: MelConfig
     device: torch.device
     meta: dict[str, Any]
+    speaker: int | None = None
 
     @property
     def fps(self) -> float:
         return self.mel_cfg.sample_rate / self.mel_cfg.hop_length
 
+    @property
+    def speakers(self) -> dict[str, int]:
+        """Training singers whose gains the model learned: name -> id ({} without per-singer gains)."""
+        if self.model.k_filter is None:
+            return {}
+        return {str(k): int(v) for k, v in (self.meta.get("speakers") or {}).items()}
+
+    def use_speaker(self, name: str | None) -> None:
+        """Apply training singer `name`'s gain from now on (None: the generic curve); BadInput if unknown."""
+        if name is None:
+            self.speaker = None
+            return
+        known = self.speakers
+        if self.model.k_filter is None:
+            raise BadInput(None, "--speaker: this model has no per-singer gains (trained without "
+                                 "model.speaker_gain)")  # fmt: skip
+        if name not in known:
+            shown = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
+            raise BadInput(None, f"--speaker {name!r} is not a training singer of this model "
+                                 f"(known: {shown or 'none recorded'})")  # fmt: skip
+        if not 0 <= known[name] < self.model.k_filter.num_embeddings:
+            raise BadInput(None, f"--speaker {name!r}: id {known[name]} has no gain in the model")
+        self.speaker = known[name]
+
+    def speaker_tensor(self) -> torch.Tensor | None:
+        return None if self.speaker is None else torch.tensor([self.speaker], device=self.device)
+
 
 def load_model(path: str | Path, device: str = "cpu") -> MouthModel | OnnxMouthModel:
-    """A `model.pt` or run folder -> MouthModel on `device` (auto|cpu|cuda...); an exported `.onnx` ->
-    `export.OnnxMouthModel` (onnxruntime on the CPU)."""
+    """A `model.pt` or run folder -> MouthModel on `device` (auto|cpu|cuda...); R^3-MOE's own bare state dict
+    (with its `config.yaml` beside it, `original.load_original`) too; an `.onnx` (exported by voxtool, or the
+    original's `waveform` -> `curve` graph) -> `export.OnnxMouthModel` (onnxruntime on the CPU)."""
     from voxtool.devices import resolve_device
     from voxtool.training.modelfile import load_model_file, load_weights
 
@@ -67,7 +96,19 @@ def load_model(path: str | Path, device: str = "cpu") -> MouthModel | OnnxMouthM
         from voxtool.tasks.mouth.export import OnnxMouthModel
 
         return OnnxMouthModel(Path(path))
-    mf = load_model_file(path, task="mouth")
+    try:
+        mf = load_model_file(path, task="mouth")
+    except BadInput as e:
+        if not e.problem.startswith("not a voxtool model file"):
+            raise
+        from voxtool.fileio import load_torch
+        from voxtool.tasks.mouth.original import load_original, unwrap_state_dict
+
+        state = unwrap_state_dict(load_torch(e.where))
+        if state is None:
+            raise BadInput(e.where, "neither a voxtool model file nor an R^3-MOE state dict (with config.yaml "
+                                    "beside it)") from None  # fmt: skip
+        return load_original(Path(e.where), state, device)
     try:
         model_cfg = ModelSection.model_validate(mf.config.get("model", {}))
         mel_cfg = MelConfig.model_validate(mf.meta["mel"])
@@ -76,8 +117,9 @@ def load_model(path: str | Path, device: str = "cpu") -> MouthModel | OnnxMouthM
     except Exception as e:  # pydantic.ValidationError, KeyError, a garbled value_range, impossible sizes
         raise BadInput(mf.path, f"model file lacks valid mouth settings ({first_line(e)})") from None
     dev = resolve_device(device).torch
-    state = {k.removeprefix("module."): v for k, v in mf.state_dict.items()}
-    load_weights(model, state, mf.path, ignore_unexpected=("k_filter",))  # the original's speaker gains are unused
+    state = migrate_state_dict({k.removeprefix("module."): v for k, v in mf.state_dict.items()})
+    # gains of a model trained without model.speaker_gain (an imported original's) are not part of it
+    load_weights(model, state, mf.path, ignore_unexpected=() if model.k_filter is not None else ("k_filter",))
     model.to(dev).eval()
     return MouthModel(model, mel_cfg, dev, dict(mf.meta))
 
@@ -138,12 +180,12 @@ def predict_mel_chunks(
     `chunks()` starts the stream afresh; it is read twice when T > chunk_frames (the GroupNorm statistics of the
     whole file first, then the BiLSTM chunks with context), and only a window of chunk + 2 x context frames is in
     memory at a time (plus the whole log-mel with `keep_mel`)."""
-    net, dev = model.model, model.device
+    net, dev, spk = model.model, model.device, model.speaker_tensor()
     win = _FrameWindow(chunks())
     win.fill(chunk_frames + 1)
     if win.done and win.end <= chunk_frames:
         mel = win.get(0, win.end)
-        curve = net.infer(torch.from_numpy(mel).to(dev)[None])[0].float().cpu().numpy()
+        curve = net.infer(torch.from_numpy(mel).to(dev)[None], speaker=spk)[0].float().cpu().numpy()
         return curve, (mel if keep_mel else None)
     # pass 1: GroupNorm statistics of the first conv layer over the whole file (1-frame halo for the k3 conv)
     stats = None
@@ -171,7 +213,7 @@ def predict_mel_chunks(
         win.fill(hi)
         if win.end < hi:
             raise BadInput(None, "the audio changed while it was being read")
-        y = net.infer(torch.from_numpy(win.get(lo, hi)).to(dev)[None], stats)[0]
+        y = net.infer(torch.from_numpy(win.get(lo, hi)).to(dev)[None], stats, spk)[0]
         out[a:b] = y[a - lo : a - lo + (b - a)].float().cpu().numpy()
         if keep_mel:
             kept.append(win.get(a, b))
@@ -291,20 +333,6 @@ def curve_on_grid(
 # --------------------------------------------------------------------------------------------- outputs
 
 
-def write_curve(path: Path, times: np.ndarray, values: np.ndarray, fps: float, fmt: str) -> None:
-    """Atomically write `time,mouth_opening` CSV, a float32 .npy, or JSON {"fps": N, "data": [...]}."""
-    from voxtool.outputs import write_csv, write_json, write_npy
-
-    fmt = FORMATS.check(fmt)
-    if fmt == "csv":
-        write_csv(path, ["time", "mouth_opening"], zip(times, values), ["{:.6f}", "{:.6f}"])
-    elif fmt == "npy":
-        write_npy(path, values)
-    else:
-        fps_out: float | int = int(fps) if float(fps).is_integer() else fps
-        write_json(path, {"fps": fps_out, "data": [round(float(v), 6) for v in values]})
-
-
 def plot_curve(
     path: Path,
     p: Prediction,
@@ -376,7 +404,8 @@ def predict_from_files_to_files(
     out: Path | None = None,
 ):
     """Every `Job(src audio, dst curve)` (from `voxtool.outputs.plan_outputs`) with one loaded model: the curve
-    on the `fps` grid (default the model's), smoothed and clipped as asked, written as `fmt`, and a PNG where
+    on the `fps` grid (default the model's), smoothed and clipped as asked, written as `fmt` (`formats`: csv, npy,
+    json, arkit, lipssync), and a PNG where
     `plots` (from `plot_paths`) names one. Returns `voxtool.batch.BatchResults`: `fail_fast=False` goes on past a
     failing input (reported on stderr, an entry with "error"); `out` only names the destination when the batch is
     interrupted."""
@@ -389,11 +418,18 @@ def predict_from_files_to_files(
     fmt = FORMATS.check(fmt)
     plots = plots or {}
 
+    from voxtool.tasks.mouth.formats import NEEDS_MEL, brightness_on_grid, spectral_centroid
+
+    target = model.meta.get("target") if isinstance(model, MouthModel) else model.target
+
     def work(job) -> dict[str, Any]:
         plotted = plots.get(job.src)
-        p = predict_from_file(job.src, model, chunk_frames, keep_mel=plotted is not None)
+        p = predict_from_file(job.src, model, chunk_frames, keep_mel=plotted is not None or fmt in NEEDS_MEL)
         times, values, out_fps = curve_on_grid(p, fps, smooth, clip, model.fps)
-        write_curve(job.dst, times, values, out_fps, fmt)
+        bright = None
+        if fmt in NEEDS_MEL:
+            bright = brightness_on_grid(spectral_centroid(p.mel, model.mel_cfg), p.frame_times, model.fps, times)
+        write_curve(job.dst, times, values, out_fps, fmt, brightness=bright, target=target)
         if plotted is not None:
             plot_curve(plotted, p, times, values, title=job.src.name)
         return {

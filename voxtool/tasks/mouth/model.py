@@ -3,9 +3,17 @@
     Conv1d(80->C, k3, no bias) -> GroupNorm(4, C) -> LeakyReLU -> Dropout(conv_dropout) -> Conv1d(C->C, k3, no bias)
     -> LSTM(C -> H, L layers, bidirectional) -> Linear(2H -> H) -> ReLU -> Linear(H -> 1) -> sigmoid
 
-With C=256, H=512, L=2 this is the original's BiLSTMCurveEstimator (10.24 M parameters); module names follow it
-(`input_stack`, `lstm`, `output_proj`) so its state dicts load. The sigmoid output is the curve normalised to
-[0, 1] over (vmin, vmax); `infer` returns it in target units.
+With C=256, H=512, L=2 this is the original's BiLSTMCurveEstimator (10.24 M parameters); module names are the
+original's (`input_stack`, `rnn`, `output_proj`, `k_filter`), so its bare state dicts load key for key
+(`original.py`). voxtool model files written before the rename hold `lstm.*` keys; a load hook renames them, so
+old model files and training checkpoints still load. The sigmoid output is the curve normalised to [0, 1] over
+(vmin, vmax); `infer` returns it in target units.
+
+Per-singer gain (`model.speaker_gain`, the original's HEAD `k_filter`): one learned scalar e_s per training
+singer, k = clamp(0.5 + 1.5 sigmoid(e_s), 0.3, 2.5), applied to the normalised output as (y - p0) k + p0 with
+p0 = -vmin / (vmax - vmin), the normalised zero. The embedding starts at 0 (k = 1.25). Training passes the crops'
+singer ids so that a singer's jaw scale is absorbed by its gain instead of becoming label noise; inference passes
+none (the generic curve) unless `--speaker` names a training singer.
 
 Mels are (B, n_mels, T), voxtool's layout, as the convolutions take them (the original fed (B, T, n_mels) and
 transposed inside); `forward` transposes for the LSTM only. Prepared `.npz` items stay (T, n_mels) on disk.
@@ -36,13 +44,18 @@ class BiLSTMCurveEstimator(nn.Module):
             nn.Dropout(cfg.conv_dropout),
             nn.Conv1d(c, c, kernel_size=3, padding=1, bias=False),
         )
-        self.lstm = nn.LSTM(c, cfg.hidden_dims, num_layers=cfg.n_layers, batch_first=True, bidirectional=True)
+        self.rnn = nn.LSTM(c, cfg.hidden_dims, num_layers=cfg.n_layers, batch_first=True, bidirectional=True)
         self.output_proj = nn.Sequential(
             nn.Linear(2 * cfg.hidden_dims, cfg.hidden_dims),
             nn.ReLU(),
             nn.Linear(cfg.hidden_dims, 1),
         )
         self.register_buffer("value_range", torch.tensor([float(vmin), float(vmax)]), persistent=False)
+        self.k_filter: nn.Embedding | None = None
+        if cfg.speaker_gain and cfg.num_speakers > 0:
+            self.k_filter = nn.Embedding(cfg.num_speakers, 1)
+            nn.init.zeros_(self.k_filter.weight)
+        self.register_load_state_dict_pre_hook(_rename_lstm_keys)
 
     # -- normalisation of the target ------------------------------------------------------------------
     def normalize(self, y: torch.Tensor) -> torch.Tensor:
@@ -76,21 +89,59 @@ class BiLSTMCurveEstimator(nn.Module):
         hg = (hg - mean[..., None].to(h.dtype)) / torch.sqrt(var[..., None].to(h.dtype) + gn.eps)
         return hg.reshape(b, c, t) * gn.weight[None, :, None] + gn.bias[None, :, None]
 
-    def forward(self, mel: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, F, T) log-mel -> (B, T) normalised curve in [0, 1].
+    def forward(
+        self, mel: torch.Tensor, stats: torch.Tensor | None = None, speaker: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, F, T) log-mel -> (B, T) normalised curve in [0, 1] (beyond it with a singer's gain).
 
-        `stats` (B, G, 3) from `group_stats` replaces the GroupNorm statistics of this input (chunked inference).
+        `stats` (B, G, 3) from `group_stats` replaces the GroupNorm statistics of this input (chunked inference);
+        `speaker` (B,) long applies those training singers' gains (training, `--speaker`).
         """
         h = self.front(mel)
         h = self.input_stack[1](h) if stats is None else self._group_norm(h, stats)
         for layer in self.input_stack[2:]:
             h = layer(h)
-        h, _ = self.lstm(h.transpose(1, 2))
-        return torch.sigmoid(self.output_proj(h)).squeeze(-1)
+        h, _ = self.rnn(h.transpose(1, 2))
+        y = torch.sigmoid(self.output_proj(h)).squeeze(-1)
+        return y if speaker is None else self.apply_gain(y, speaker)
 
-    def infer(self, mel: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, F, T) -> (B, T) curve in target units."""
-        return self.denormalize(self(mel, stats))
+    def infer(
+        self, mel: torch.Tensor, stats: torch.Tensor | None = None, speaker: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, F, T) -> (B, T) curve in target units (with singer `speaker`'s gain when given)."""
+        return self.denormalize(self(mel, stats, speaker))
+
+    # -- per-singer gain ------------------------------------------------------------------------------
+    @property
+    def p0(self) -> torch.Tensor:
+        """The normalised value of a target of 0 (a closed mouth), the gain's fixed point."""
+        lo, hi = self.value_range[0], self.value_range[1]
+        return -lo / (hi - lo)
+
+    def speaker_gain(self, speaker: torch.Tensor) -> torch.Tensor:
+        """(B,) singer ids -> (B,) gains k = clamp(0.5 + 1.5 sigmoid(e), 0.3, 2.5)."""
+        if self.k_filter is None:
+            raise ValueError("this model has no per-singer gains (model.speaker_gain is off)")
+        e = self.k_filter(speaker.long()).squeeze(-1)
+        return torch.clamp(0.5 + 1.5 * torch.sigmoid(e), 0.3, 2.5)
+
+    def apply_gain(self, y: torch.Tensor, speaker: torch.Tensor) -> torch.Tensor:
+        """Normalised curves (B, T) and singer ids (B,) -> (y - p0) k + p0, (B, T)."""
+        k = self.speaker_gain(speaker)[:, None].to(y.dtype)
+        return (y - self.p0) * k + self.p0
+
+
+def _rename_lstm_keys(module, state_dict, prefix, *args) -> None:
+    """Load hook: `lstm.*` (voxtool model files and checkpoints before the rename) -> `rnn.*`."""
+    old = prefix + "lstm."
+    for key in [k for k in state_dict if k.startswith(old)]:
+        state_dict[prefix + "rnn." + key[len(old) :]] = state_dict.pop(key)
+
+
+def migrate_state_dict(state: dict) -> dict:
+    """A state dict with `lstm.*` keys (voxtool before the rename) -> the `rnn.*` names, for strict key checks
+    that run before `load_state_dict` (voxtool.training.modelfile.load_weights)."""
+    return {("rnn." + k[5:] if k.startswith("lstm.") else k): v for k, v in state.items()}
 
 
 def build_model(cfg: ModelSection, vmin: float, vmax: float) -> BiLSTMCurveEstimator:

@@ -132,6 +132,7 @@ class MouthSSLTask(MouthTrainTask):
         n_lab, n_unl = mel.shape[0], batch["u_view1"].shape[0]
         out = ctx.model(torch.cat([mel, mel, batch["u_view1"], batch["u_view2"]])).float()
         p1, p2, s1, s2 = torch.split(out, [n_lab, n_lab, n_unl, n_unl])
+        p1, p2 = self.with_gain(p1, batch), self.with_gain(p2, batch)  # labeled crops only: unlabeled have no singer
         delta = cfg.loss.huber_delta  # every Huber term (supervised, R-Drop, consistency) uses the configured delta
         supervised = 0.5 * (masked_loss(p1, target, mask, "huber", delta)
                             + masked_loss(p2, target, mask, "huber", delta))

@@ -2,7 +2,12 @@
 
 Variants (`loss.variant`, `--variant`): `huber` (the original's default, delta 1), `mse`, `r-drop` (two dropout
 passes, the supervised loss on both plus `r_drop_weight` x Huber between them). Each step draws `batch_size`
-random `crop_frames` crops (files weighted by length), with volume augmentation on the log-mel.
+random `crop_frames` crops (files weighted by length), with volume augmentation on the log-mel and, when
+`data.noise_block_p` > 0, the original's noise blocks (`augment_noise_blocks`).
+
+`model.speaker_gain`: the normalised predictions of each crop get its singer's learned gain before the loss
+(`BiLSTMCurveEstimator.apply_gain`; singer ids from the dataset's `spk_mapping.json`). Validation and the
+deployed curve are without gain, as the original's inference.
 
 The pieces an SSL (Mean Teacher) task needs are separate and reusable: `CropSampler` (labeled or not),
 `augment_volume`, `masked_loss`, `evaluate_items`, and the Trainer's EMA copy can serve as the teacher.
@@ -22,6 +27,30 @@ from voxtool.tasks.mouth.data import CropSampler, Item, MouthDataset, augment_vo
 from voxtool.tasks.mouth.metrics import curve_metrics
 from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, build_model
 from voxtool.training.task import RunEnv, StepContext, TrainTask
+
+
+def augment_noise_blocks(
+    mel: np.ndarray, rng: np.random.Generator, p: float, count: int, std: float, max_time: float, max_freq: float,
+    eps: float = 1e-5,
+) -> np.ndarray:
+    """The original's time_frequency_noise_block on log-mels (B, F, T): with probability p per crop, `count`
+    rectangles (height up to max_freq x F bins, width up to max_time x T frames, at least 1 each) get
+    |N(0, 1)| x std added in the linear-mel domain; back to log with the floor `eps`. (The original passed (T, F)
+    items to a function written for (F, T), so its blocks were tall in time and narrow in frequency the wrong way.)
+    """
+    out = mel.copy()
+    b, f, t = mel.shape
+    for i in range(b):
+        if p <= 0 or rng.random() >= p:
+            continue
+        lin = np.exp(out[i].astype(np.float64))
+        for _ in range(count):
+            h = max(1, int(max_freq * f * rng.random()))
+            w = max(1, int(max_time * t * rng.random()))
+            f0, t0 = int(rng.integers(0, f - h + 1)), int(rng.integers(0, t - w + 1))
+            lin[f0 : f0 + h, t0 : t0 + w] += np.abs(rng.standard_normal((h, w))) * std
+        out[i] = np.log(np.maximum(lin, eps)).astype(np.float32)
+    return out
 
 
 def masked_loss(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, kind: str, delta: float):
@@ -88,6 +117,14 @@ class MouthTrainTask(TrainTask):
             [it.mel for it in train_items], [it.curve for it in train_items], config.data.crop_frames,
             pad_value=config.data.mel_floor,
         )  # fmt: skip
+        self.train_speakers = np.array([it.speaker for it in train_items], dtype=np.int64)
+        if config.model.speaker_gain:
+            n = len(self.dataset.speakers)
+            if config.model.num_speakers == 0:
+                config.model.num_speakers = max(n, int(self.train_speakers.max()) + 1)
+            if self.train_speakers.max() >= config.model.num_speakers:
+                raise BadInput(None, f"model.num_speakers {config.model.num_speakers} is below the dataset's "
+                                     f"singer count {n}")  # fmt: skip
         with torch.random.fork_rng(devices=[]):  # the initial weights are a function of the seed alone
             torch.manual_seed(config.train.seed)
             self.model = build_model(config.model, config.model.vmin, config.model.vmax)
@@ -97,13 +134,23 @@ class MouthTrainTask(TrainTask):
     def sample_batch(self, step: int, rng: np.random.Generator) -> dict[str, torch.Tensor]:
         d = self.config.data
         batch = self.sampler.sample(rng, self.config.train.batch_size)
-        mel = augment_volume(batch["mel"], rng, d.volume_p, d.volume_shift, d.mel_floor)
+        mel = batch["mel"]
+        if d.noise_block_p > 0:
+            mel = augment_noise_blocks(mel, rng, d.noise_block_p, d.noise_block_count, d.noise_block_std,
+                                       d.noise_block_time, d.noise_block_freq)  # fmt: skip
+        mel = augment_volume(mel, rng, d.volume_p, d.volume_shift, d.mel_floor)
         dev = self.env.device
         return {
             "mel": torch.from_numpy(mel).to(dev),
             "curve": torch.from_numpy(batch["curve"]).to(dev),
             "mask": torch.from_numpy(batch["mask"]).to(dev),
+            "speaker": torch.from_numpy(self.train_speakers[batch["index"]]).to(dev),
         }
+
+    def with_gain(self, pred: torch.Tensor, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Normalised predictions (B, T) of the labeled crops -> with each crop's singer gain when
+        `model.speaker_gain` is on (unchanged otherwise)."""
+        return self.model.apply_gain(pred, batch["speaker"]) if self.model.k_filter is not None else pred
 
     def training_step(self, batch: dict[str, torch.Tensor], ctx: StepContext) -> dict[str, Any]:
         loss_cfg = self.config.loss
@@ -111,13 +158,13 @@ class MouthTrainTask(TrainTask):
         mask = batch["mask"]
         kind, delta = ("mse" if loss_cfg.variant == "mse" else "huber"), loss_cfg.huber_delta
         if loss_cfg.variant != "r-drop":
-            pred = ctx.model(batch["mel"])
-            loss = masked_loss(pred.float(), target, mask, kind, delta)
+            pred = self.with_gain(ctx.model(batch["mel"]).float(), batch)
+            loss = masked_loss(pred, target, mask, kind, delta)
             return {"loss": loss}
         # R-Drop: both dropout passes in one forward (a doubled batch draws independent dropout masks and keeps
         # DDP to one forward per backward)
         both = ctx.model(torch.cat([batch["mel"], batch["mel"]])).float()
-        p1, p2 = both.chunk(2)
+        p1, p2 = (self.with_gain(p, batch) for p in both.chunk(2))
         sup = 0.5 * (masked_loss(p1, target, mask, kind, delta) + masked_loss(p2, target, mask, kind, delta))
         consistency = masked_loss(p1, p2, mask, "huber", delta)
         return {"loss": sup + loss_cfg.r_drop_weight * consistency, "supervised": sup, "r_drop": consistency}
@@ -149,6 +196,7 @@ class MouthTrainTask(TrainTask):
             "mel": mel.model_dump(),
             "target": self.dataset.meta.get("target"),
             "fps": mel.sample_rate / mel.hop_length,
+            "speakers": self.dataset.speakers,  # singer name -> id of the per-singer gains (`--speaker`)
         }
 
 
