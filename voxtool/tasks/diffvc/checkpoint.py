@@ -48,7 +48,8 @@ def unwrap_state(obj: Any, where: Any = None) -> dict[str, torch.Tensor]:
         raise BadInput(where, f"not a DiffVC checkpoint (holds {held})")
     bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise BadInput(where, f"not a DiffVC state dict: {len(bad)} entries are not tensors ({_few(bad)})")
+        verb = "is not a tensor" if len(bad) == 1 else "are not tensors"
+        raise BadInput(where, f"not a DiffVC state dict: {len(bad)} of {len(obj)} entries {verb} ({_few(bad)})")
     while obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
