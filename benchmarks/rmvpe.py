@@ -162,7 +162,7 @@ def _task(preset: str, data_dir: Path, overrides: list[str]):
     from voxtool.training.trainer import Trainer
 
     cfg = load_config(RmvpeConfig, preset, overrides, task="rmvpe")
-    env = RunEnv(device=torch.device("cpu"))
+    env = RunEnv(device=torch.device("cpu"), seed=cfg.train.seed)  # as train_from_options: weights and batches
     task = RmvpeTrainTask(cfg, data_dir, env)
     return task, Trainer(task, cfg.train, env, None, cfg.model_dump(mode="json"))
 
@@ -213,45 +213,114 @@ def bench_prefetch(data_dir: Path, steps: int, repeats: int) -> dict:
 # --------------------------------------------------------------------------------------------- accuracy
 
 
-def bench_accuracy(data_dir: Path, tiny_steps: int) -> dict:
+def voicing_dataset(root: Path, n_train: int, n_valid: int, seed: int = 0) -> Path:
+    """Prepared `voicing_clip` data (notes with silent, breath and accompaniment-only gaps); the valid split
+    is what training validates and calibrates the threshold on."""
+    from voxtool.tasks.rmvpe import data
+    from voxtool.tasks.rmvpe.synth import write_voicing_dataset
+
+    write_voicing_dataset(root / "src", n_train, n_valid, seed=seed)
+    sources = data.pitch_sources(root / "src")
+    data.split_sources(sources, None, 0.1, 0)
+    data.write_dataset(sources, root / "data")
+    return root / "data"
+
+
+def test_clips(n: int, seed: int, noisy: bool) -> list[tuple]:
+    """Held-out `voicing_clip` mixtures (voice + accompaniment), clean or with pink noise at 5 dB SNR over the
+    whole clip -> [(audio, ref f0, frame kinds)]."""
+    import numpy as np
+
+    from voxtool.tasks.rmvpe.data import coloured_noise
+    from voxtool.tasks.rmvpe.synth import voicing_clip
+
+    rng = np.random.default_rng(seed)
+    clips = []
+    for _ in range(n):
+        voice, acc, f0, kind = voicing_clip(rng)
+        audio = voice + acc
+        if noisy:
+            audio = audio + coloured_noise(len(audio), 1.0, rng) * np.sqrt(np.mean(audio**2) / 10**0.5)
+            audio = audio / max(1.0, float(np.abs(audio).max()))
+        clips.append((audio.astype(np.float32), f0, kind))
+    return clips
+
+
+def train_tiny(data_dir: Path, steps: int, overrides: list[str]):
+    """rmvpe-tiny trained `steps` steps, then validated once (which calibrates its threshold) -> (task, seconds)."""
+    import torch
+
+    task, trainer = _task("rmvpe-tiny", data_dir, [f"train.steps={steps}", *overrides])
+    start = time.perf_counter()
+    while trainer.step < steps:
+        trainer.train_step()
+    seconds = time.perf_counter() - start
+    task.model.eval()
+    with torch.no_grad():
+        task.validate(task.model)
+    return task, seconds
+
+
+def tiny_tracks(task, clips: list[tuple], decoder: str = "local") -> list:
+    """Every frame's pitch and confidence of the trained tiny model on `clips` -> VoicingSweep."""
+    from voxtool.pitch.rmvpe import predict
+    from voxtool.pitch.runtime import TorchPitchModel
+    from voxtool.tasks.rmvpe.metrics import ScoredTrack, VoicingSweep
+
+    model = TorchPitchModel(task.model.eval(), task.config.mel)
+    tracks = []
+    for i, (audio, ref, _) in enumerate(clips):
+        track = predict(audio, 16000, model, threshold=0.0, decoder=decoder)
+        tracks.append(ScoredTrack(str(i), ref, track.f0, track.confidence))
+    return VoicingSweep(tracks, 0.01)
+
+
+def false_alarms_by_kind(sweep, clips: list[tuple], threshold: float) -> dict[str, float]:
+    """Fraction of each kind of unvoiced frame (silence, breath, accompaniment-only) called voiced."""
+    import numpy as np
+
+    from voxtool.tasks.rmvpe.synth import KIND_NAMES, VOICED
+
+    voiced_at = [t.confidence >= np.float32(threshold) for t in sweep.tracks]
+    out = {}
+    for k, name in KIND_NAMES.items():
+        if k == VOICED:
+            continue
+        hits = [v[: len(c[2])][c[2][: len(v)] == k] for v, c in zip(voiced_at, clips)]
+        out[name] = float(np.mean(np.concatenate(hits))) if sum(map(len, hits)) else float("nan")
+    return out
+
+
+def bench_accuracy(tiny_steps: int, tmp: Path, n_test: int = 12) -> dict:
+    """rmvpe-tiny (default recipe, threshold calibrated on validation) vs harvest, pyin and a constant-median-f0
+    track on held-out voicing clips, clean and noisy: RPA RCA OA VR VFA, voxtool at 0.03 and calibrated."""
     import librosa
     import numpy as np
     import pyworld
 
-    from voxtool.pitch.rmvpe import predict
-    from voxtool.pitch.runtime import TorchPitchModel
-    from voxtool.tasks.rmvpe.data import PitchDataset, validation_audio
+    from voxtool.tasks.rmvpe.data import PitchDataset
     from voxtool.tasks.rmvpe.metrics import mean_metrics, melody_metrics
 
-    task, trainer = _task("rmvpe-tiny", data_dir, [f"train.steps={tiny_steps}"])
-    start = time.perf_counter()
-    while trainer.step < tiny_steps:
-        trainer.train_step()
-    train_s = time.perf_counter() - start
-    model = TorchPitchModel(task.model.eval(), task.config.mel)
-    valid = PitchDataset(data_dir, "valid")
+    data_dir = voicing_dataset(tmp / "acc", n_train=48, n_valid=8)
+    task, train_s = train_tiny(data_dir, tiny_steps, [])
+    calibrated = task.calibrated_threshold
     train = PitchDataset(data_dir, "train")
     median_f0 = float(np.median(np.concatenate([train[i].f0[train[i].f0 > 0] for i in range(len(train))])))
-    rng = np.random.default_rng(123)
-    summary = {}
-    seconds = sum(len(validation_audio(valid[i])[0]) for i in range(len(valid))) / 16000
-    print(f"accuracy on {len(valid)} held-out synthetic tones ({seconds:.0f} s); rmvpe-tiny trained {tiny_steps} "
-          f"steps ({train_s:.0f} s on this CPU)")
+    summary = {"calibrated_threshold": calibrated}
+    print(f"accuracy on {n_test} held-out voicing clips (3 s: notes, silent / breath / accompaniment-only gaps); "
+          f"rmvpe-tiny trained {tiny_steps} steps ({train_s:.0f} s), threshold calibrated on 8 validation clips: "
+          f"{calibrated:g}")
     for condition in ("clean", "noisy 5 dB"):
-        rows: dict[str, list] = {"rmvpe-tiny": [], "harvest": [], "pyin": [], "median f0": []}
+        clips = test_clips(n_test, 123, condition != "clean")
+        seconds = sum(len(c[0]) for c in clips) / 16000
+        t = time.perf_counter()
+        sweep = tiny_tracks(task, clips)
+        tiny_s = time.perf_counter() - t
+        means = {"rmvpe-tiny @0.03": (sweep.means(0.03), tiny_s),
+                 f"rmvpe-tiny @{calibrated:g}": (sweep.means(calibrated), tiny_s)}
+        rows: dict[str, list] = {"harvest": [], "pyin": [], "median f0": []}
         timing = {k: 0.0 for k in rows}
-        for i in range(len(valid)):
-            audio, ref = validation_audio(valid[i])
-            if condition != "clean":  # pink noise at 5 dB SNR over the whole clip
-                from voxtool.tasks.rmvpe.data import coloured_noise
-
-                noise = coloured_noise(len(audio), 1.0, rng)
-                audio = audio + noise * np.sqrt(np.mean(audio**2) / 10 ** 0.5)
-                audio = (audio / max(1.0, np.abs(audio).max())).astype(np.float32)
-            t = time.perf_counter()
-            est = predict(audio, 16000, model).f0
-            timing["rmvpe-tiny"] += time.perf_counter() - t
-            rows["rmvpe-tiny"].append(melody_metrics(ref, est, 0.01))
+        for audio, ref, _ in clips:
             t = time.perf_counter()
             f0, _ = pyworld.harvest(audio.astype(np.float64), 16000, f0_floor=50.0, f0_ceil=1100.0, frame_period=10.0)
             timing["harvest"] += time.perf_counter() - t
@@ -261,24 +330,69 @@ def bench_accuracy(data_dir: Path, tiny_steps: int) -> dict:
             timing["pyin"] += time.perf_counter() - t
             rows["pyin"].append(melody_metrics(ref, np.where(voiced, np.nan_to_num(f0), 0.0), 0.01))
             rows["median f0"].append(melody_metrics(ref, np.full_like(ref, median_f0), 0.01))
-        print(f"  {condition:11s}   RPA    RCA    OA     VR     VFA    RTF")
-        for name, r in rows.items():
-            m = mean_metrics(r)
+        means.update({name: (mean_metrics(r), timing[name] or float("nan")) for name, r in rows.items()})
+        print(f"  {condition:17s} RPA    RCA    OA     VR     VFA    RTF")
+        for name, (m, spent) in means.items():
             summary[f"{condition}/{name}"] = m
-            print(f"  {name:11s} " + " ".join(f"{m[k]:.3f}" for k in ("rpa", "rca", "oa", "vr", "vfa"))
-                  + f"  {timing[name] / seconds:.3f}", flush=True)
+            print(f"  {name:17s} " + " ".join(f"{m[k]:.3f}" for k in ("rpa", "rca", "oa", "vr", "vfa"))
+                  + f"  {spent / seconds:.3f}", flush=True)
+        for thr in (0.03, calibrated):
+            kinds = false_alarms_by_kind(sweep, clips, thr)
+            summary[f"{condition}/false alarms @{thr:g}"] = kinds
+            print(f"    rmvpe-tiny false alarms @{thr:g}: " + ", ".join(f"{k} {v:.3f}" for k, v in kinds.items()))
     return summary
+
+
+def bench_voicing(steps: int, seeds: list[int], tmp: Path, n_test: int = 12, only: list[str] | None = None) -> dict:
+    """The default recipe against the voicing fixes (unvoiced-frame BCE weight, voice-dropped spans), over
+    seeds: VFA/VR at 0.03, the calibrated threshold and OA/VR/VFA there, and Viterbi decoding at the same
+    thresholds; on held-out clean voicing clips."""
+    import numpy as np
+
+    data_dir = voicing_dataset(tmp / "voicing", n_train=48, n_valid=8)
+    clips = test_clips(n_test, 321, noisy=False)
+    recipes = {
+        "default": [],
+        "unvoiced_weight 4": ["loss.unvoiced_weight=4"],
+        "voice_drop 0.5": ["data.voice_drop_prob=0.5"],
+        "both": ["loss.unvoiced_weight=4", "data.voice_drop_prob=0.5"],
+    }
+    recipes = {k: v for k, v in recipes.items() if not only or k.split()[0] in only}
+    out: dict = {}
+    print(f"voicing: rmvpe-tiny {steps} steps, seeds {seeds}, {n_test} held-out clean voicing clips "
+          "(threshold calibrated on 8 validation clips)")
+    print(f"  {'recipe':18s} seed decoder  VFA@.03 VR@.03 | thr    OA     VR     VFA   | acc-only FA @thr")
+    for name, overrides in recipes.items():
+        for seed in seeds:
+            task, _ = train_tiny(data_dir, steps, [*overrides, f"train.seed={seed}"])
+            thr = task.calibrated_threshold
+            for decoder in ("local", "viterbi"):
+                sweep = tiny_tracks(task, clips, decoder)
+                d, c = sweep.means(0.03), sweep.means(thr)
+                fa = false_alarms_by_kind(sweep, clips, thr)["accompaniment-only"]
+                out[f"{name}/{seed}/{decoder}"] = {"default": d, "threshold": thr, "calibrated": c, "acc_only_fa": fa}
+                print(f"  {name:18s} {seed:4d} {decoder:8s} {d['vfa']:.3f}   {d['vr']:.3f} | {thr:.2f}  "
+                      f"{c['oa']:.3f}  {c['vr']:.3f}  {c['vfa']:.3f} | {fa:.3f}", flush=True)
+        rows = [out[f"{name}/{seed}/local"] for seed in seeds]
+        print(f"  {name:18s} mean local: VFA@.03 {np.mean([r['default']['vfa'] for r in rows]):.3f}, calibrated "
+              f"OA {np.mean([r['calibrated']['oa'] for r in rows]):.3f} VR "
+              f"{np.mean([r['calibrated']['vr'] for r in rows]):.3f} VFA "
+              f"{np.mean([r['calibrated']['vfa'] for r in rows]):.3f}", flush=True)
+    return out
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=["infer", "train", "prefetch", "accuracy"], action="append")
+    parser.add_argument("--only", choices=["infer", "train", "prefetch", "accuracy", "voicing"], action="append")
     parser.add_argument("--seconds", type=float, nargs="+", default=[10.0, 60.0, 600.0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--tiny-steps", type=int, default=300)
     parser.add_argument("--full-train-steps", type=int, default=2)
+    parser.add_argument("--voicing-steps", type=int, default=200)
+    parser.add_argument("--voicing-seeds", type=int, nargs="+", default=[1234, 1])
+    parser.add_argument("--voicing-recipes", nargs="+", choices=["default", "unvoiced_weight", "voice_drop", "both"])
     parser.add_argument("--json", type=Path, help="also write all results to this file")
     parser.add_argument("--case", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -289,21 +403,26 @@ def main() -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    only = set(args.only or ["infer", "train", "prefetch", "accuracy"])
+    only = set(args.only or ["infer", "train", "prefetch", "accuracy", "voicing"])
     results: dict = {"threads": args.threads, "device": args.device}
     print(f"rmvpe benchmarks: torch {torch.__version__}, {args.threads} thread(s), device {args.device}")
     if "infer" in only:
         with tempfile.TemporaryDirectory() as tmp:
             results["infer"] = bench_infer(args.seconds, args.repeats, args.threads, args.device, Path(tmp))
-    if only & {"train", "prefetch", "accuracy"}:
+    if only & {"train", "prefetch"}:
         with tempfile.TemporaryDirectory() as tmp:
             data_dir = synthetic_dataset(Path(tmp), n_train=48, n_test=12)
             if "train" in only:
                 results["train"] = bench_train(data_dir, {"rmvpe-tiny": 10, "rmvpe": args.full_train_steps})
             if "prefetch" in only:
                 results["prefetch"] = bench_prefetch(data_dir, steps=20, repeats=args.repeats)
+    if only & {"accuracy", "voicing"}:
+        with tempfile.TemporaryDirectory() as tmp:
             if "accuracy" in only:
-                results["accuracy"] = bench_accuracy(data_dir, args.tiny_steps)
+                results["accuracy"] = bench_accuracy(args.tiny_steps, Path(tmp))
+            if "voicing" in only:
+                results["voicing"] = bench_voicing(args.voicing_steps, args.voicing_seeds, Path(tmp),
+                                                   only=args.voicing_recipes)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2))
 

@@ -38,6 +38,7 @@ class TorchPitchModel:
     threshold: float = DEFAULT_THRESHOLD
     description: str = ""
     chunking: dict = field(default_factory=lambda: dict(DEFAULT_CHUNKING))  # the model's own infer settings
+    calibrated_threshold: float | None = None  # a voxtool model's validation-calibrated threshold (= `threshold`)
 
     def __post_init__(self):
         from voxtool.audio.framing import frame_config
@@ -116,6 +117,7 @@ def load_model(path: str | Path, device: str = "cpu", precision: str = "32") -> 
     dev = resolve_device(device).torch
     mel_cfg = published_mel_config()
     threshold = DEFAULT_THRESHOLD
+    calibrated = None
     chunking = dict(DEFAULT_CHUNKING)
     arch = None
     if isinstance(obj, dict) and obj.get("format") == "voxtool-model":
@@ -129,6 +131,12 @@ def load_model(path: str | Path, device: str = "cpu", precision: str = "32") -> 
             arch = RmvpeArch.from_dict(cfg.get("model", {}))
             mel_cfg = MelConfig(**cfg["mel"]) if "mel" in cfg else mel_cfg
             threshold = float(cfg.get("decode", {}).get("threshold", threshold))
+            calibrated = (obj.get("meta") or {}).get("voicing_threshold")
+            if calibrated is not None:  # calibrated on validation (the rmvpe task's decode.calibrate)
+                calibrated = float(calibrated)
+                if not 0.0 <= calibrated <= 1.0:
+                    raise ValueError(f"voicing_threshold {calibrated} outside [0, 1]")
+                threshold = calibrated
             chunking.update({k: int(v) for k, v in cfg.get("infer", {}).items() if k in chunking})
         except Exception as exc:  # ValidationError, TypeError, ValueError, AttributeError of a garbled config
             raise BadInput(path, f"model file lacks valid rmvpe settings ({first_line(exc)})") from None
@@ -140,4 +148,5 @@ def load_model(path: str | Path, device: str = "cpu", precision: str = "32") -> 
         raise BadInput(path, f"not an RMVPE checkpoint ({first_line(exc)})") from None
     if net.arch.n_mels != mel_cfg.n_mels:
         raise BadInput(path, f"network expects {net.arch.n_mels} mel bins, front-end gives {mel_cfg.n_mels}")
-    return TorchPitchModel(net, mel_cfg, dev, precision, threshold, description=layout, chunking=chunking)
+    return TorchPitchModel(net, mel_cfg, dev, precision, threshold, description=layout, chunking=chunking,
+                           calibrated_threshold=calibrated)

@@ -193,7 +193,8 @@ def train(
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="model.pt, run folder, rmvpe.pt/model.pt, or .onnx")]
 Device = Annotated[str, typer.Option("--device", help="auto|cpu|cuda[:N]|mps|xpu|npu|sdaa[:N]")]
 Threshold = Annotated[float | None, typer.Option("--threshold", min=0.0, max=1.0,
-                                                    help="Voicing threshold on the peak salience (0.03).")]
+                                                    help="Voicing threshold on the peak salience [the model's "
+                                                         "calibrated one, else 0.03].")]
 
 @common_flags
 def infer(
@@ -260,21 +261,46 @@ def evaluate(
     device: Device = "auto",
     json_out: JsonOut = False,
 ) -> None:
-    """RPA, RCA, OA, VR, VFA (mir_eval, 50 cents) of a model on a prepared dataset."""
+    """RPA, RCA, OA, VR, VFA (mir_eval, 50 cents) of a model on a prepared dataset, and OA, VR, VFA at the
+    published default threshold (0.03), at the model's calibrated one and at the best one for this split."""
     from voxtool.console import emit_json, print_table
-    from voxtool.tasks.rmvpe.infer import evaluate_dataset, load_model
-    from voxtool.tasks.rmvpe.metrics import METRICS
+    from voxtool.tasks.rmvpe.infer import load_model, score_split
+    from voxtool.tasks.rmvpe.metrics import METRICS, mean_metrics
 
     pitch_model = load_model(model, device=device)
-    means, rows = evaluate_dataset(pitch_model, data, split, threshold=threshold)
+    sweep = score_split(pitch_model, data, split)  # one pass; every threshold is scored from it
+    used = pitch_model.threshold if threshold is None else threshold
+    rows = sweep.rows(used)
+    means = mean_metrics(rows)
+    voicing = _voicing_rows(sweep, pitch_model)
     if json_out:
-        emit_json({"files": len(rows), **means, **({"per_file": rows} if per_file else {})})
+        emit_json({"files": len(rows), **means, "threshold": used, "voicing": voicing,
+                   **({"per_file": rows} if per_file else {})})
         return
     if per_file:
         print_table("per file", ["file", *[m.upper() for m in METRICS]],
                     [[r["name"], *[round(r[m], 4) for m in METRICS]] for r in rows])
-    print_table(f"eval rmvpe ({len(rows)} files, {split})", [m.upper() for m in METRICS],
+    print_table(f"eval rmvpe ({len(rows)} files, {split}, threshold {used:g})", [m.upper() for m in METRICS],
                 [[round(means[m], 4) for m in METRICS]])
+    print_table("voicing threshold", ["threshold", "source", "OA", "VR", "VFA"],
+                [[v["threshold"], v["source"], *[round(v[k], 4) for k in ("oa", "vr", "vfa")]] for v in voicing])
+
+def _voicing_rows(sweep, pitch_model) -> list[dict]:
+    """OA/VR/VFA at the published default, at the model's calibrated threshold (when it has one) and at the
+    best threshold for the scored split itself (an upper bound: chosen on the data it is scored on)."""
+    from voxtool.pitch.decode import DEFAULT_THRESHOLD
+
+    rows = [(DEFAULT_THRESHOLD, "default (published)")]
+    calibrated = getattr(pitch_model, "calibrated_threshold", None)
+    if calibrated is not None:
+        rows.append((calibrated, "calibrated (validation)"))
+    best, _ = sweep.best()
+    rows.append((best, "best on this split"))
+    out = []
+    for thr, source in rows:
+        m = sweep.means(thr)
+        out.append({"threshold": thr, "source": source, **{k: m[k] for k in ("oa", "vr", "vfa")}})
+    return out
 
 # ------------------------------------------------------------------------------------------------- export
 

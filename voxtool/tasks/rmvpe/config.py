@@ -48,13 +48,29 @@ class DataSection(StrictModel):
     pitch_shift_prob: float = Field(0.5, ge=0, le=1)
     pitch_shift_semitones: ordered_pair(-24, 24) = (0.0, 5.0)  # resample-based shift, labels follow
     volume_log10: ordered_pair(-5, 5) = (-1.0, 1.0)  # gain 10^U, capped so the peak stays <= 1
+    # with this probability a crop loses its voice over a span (labels 0 there): accompaniment-only (stereo
+    # items) or noise-only (mono items) stretches, the frames a tracker must learn to leave unvoiced
+    voice_drop_prob: float = Field(0.0, ge=0, le=1)
+    voice_drop_fraction: ordered_pair(0, 1) = (0.25, 1.0)  # span length, U(a, b) x the crop
     valid_items: int = Field(0, ge=0, le=10_000_000)  # 0 = every validation item
     valid_max_seconds: float = Field(0.0, ge=0, le=86_400)  # 0 = whole files
 
 
 class DecodeSection(StrictModel):
+    # voicing threshold on the peak salience: validation's valid/{rpa,...,vfa}, and inference's default unless
+    # `calibrate` stores a calibrated one in model.pt
     threshold: float = Field(0.03, ge=0, le=1)
+    # each validation sweeps the threshold (metrics.THRESHOLD_GRID) and model.pt keeps the one with the best OA
+    # as the model's default --threshold (meta 'voicing_threshold'); an explicit --threshold still wins
+    calibrate: bool = True
     sigma_bins: float = Field(1.25, gt=0, le=360)  # Gaussian target width (training)
+
+
+class LossSection(StrictModel):
+    """BCE over the 360 bins of every frame (mean over batch x frames x bins)."""
+
+    # weight of the (all-zero target) rows of unvoiced frames; 1 = plain BCE as published
+    unvoiced_weight: float = Field(1.0, ge=0, le=1000)
 
 
 class InferSection(StrictModel):
@@ -73,6 +89,7 @@ class RmvpeConfig(StrictModel):
     mel: MelConfig = Field(default_factory=default_mel)
     data: DataSection = DataSection()
     decode: DecodeSection = DecodeSection()
+    loss: LossSection = LossSection()
     infer: InferSection = InferSection()
     # best by raw pitch accuracy (what `validate` reports as valid/rpa); the presets say the same
     train: TrainConfig = Field(default_factory=lambda: TrainConfig(best_metric="valid/rpa", best_mode="max"))

@@ -317,6 +317,25 @@ def _f0_at(f0: np.ndarray, positions: np.ndarray) -> np.ndarray:
     return out
 
 
+def _drop_voice(voice: np.ndarray, start: int, need: int, s: DataSection, rng: np.random.Generator, hop: int
+                ) -> tuple[np.ndarray, tuple[int, int]]:
+    """A copy of `voice` [N] silenced over a span of the crop's source frames [start, start + need) ->
+    (voice, (first, stop) frame of the span). The span's samples are those nearest its frames' centres
+    ([first * hop - hop/2, stop * hop - hop/2)), faded over 5 ms at each end so no click marks the cut."""
+    length = max(1, int(round(rng.uniform(*s.voice_drop_fraction) * need)))
+    first = start + int(rng.integers(0, max(1, need - length + 1)))
+    stop = first + length
+    a, b = max(0, first * hop - hop // 2), min(len(voice), stop * hop - hop // 2)
+    gain = np.zeros(max(0, b - a), dtype=np.float32)
+    fade = min(hop // 2, len(gain) // 2)
+    if fade:
+        ramp = np.linspace(1.0, 0.0, fade, dtype=np.float32)
+        gain[:fade], gain[-fade:] = ramp * (a > 0), ramp[::-1] * (b < len(voice))
+    out = voice.copy()
+    out[a:b] *= gain
+    return out, (first, stop)
+
+
 def training_crop(
     item: PitchItem,
     s: DataSection,
@@ -347,19 +366,26 @@ def training_crop(
     out_len = (frames - 1) * hop + n_fft
     src_len = int(np.ceil(out_len * ratio))
     src_frames = -(-(src_len - n_fft) // hop) + 1
+    voice, dropped = item.voice, None
+    if augment and s.voice_drop_prob and rng.random() < s.voice_drop_prob:
+        voice, dropped = _drop_voice(item.voice, start, need, s, rng, hop)
     # Mix voice and accompaniment before shifting: both move together, as a resampled recording would.
     if len(item.accompaniment) and augment:
-        mix = item.voice + np.float32(rng.uniform(*s.accompaniment_gain)) * item.accompaniment
+        mix = voice + np.float32(rng.uniform(*s.accompaniment_gain)) * item.accompaniment
     elif len(item.accompaniment):
-        mix = item.voice + item.accompaniment
+        mix = voice + item.accompaniment
     else:
-        mix = item.voice
+        mix = voice
     segment = frame_slice_from_audio(mix, start, src_frames, rcfg, extend_short=True)[:src_len]
     if ratio != 1.0:
         segment = resample(segment.astype(np.float32), SAMPLE_RATE, int(round(SAMPLE_RATE / ratio)))
         segment = np.pad(segment, (0, max(0, out_len - len(segment))))[:out_len]
-    f0 = _f0_at(item.f0, start + np.arange(frames) * ratio) * ratio
-    f0[start + np.arange(frames) * ratio > total - 1] = 0.0
+    positions = start + np.arange(frames) * ratio  # source frame of each crop frame
+    f0 = _f0_at(item.f0, positions) * ratio
+    f0[positions > total - 1] = 0.0
+    if dropped is not None:  # frames whose nearest source frame lies in the silenced span are unvoiced
+        nearest = np.rint(positions)
+        f0[(nearest >= dropped[0]) & (nearest < dropped[1])] = 0.0
     wave = segment.astype(np.float32)
     if augment:
         if not len(item.accompaniment) and rng.random() < s.noise_prob:

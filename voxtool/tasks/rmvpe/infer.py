@@ -5,6 +5,7 @@
     predict_from_file(path, model, ...)       reads the file in blocks (flat memory)
     predict_from_files_to_files(jobs, model, fmt=..., out=..., advance=...)   CSV / NPY / JSON per input
     evaluate_dataset(model, data, split="valid", ...) -> EvalResult: mir_eval melody metrics per file and mean
+    score_split(model, data, split="valid", ...) -> VoicingSweep: the same scores at any voicing threshold
 
 File formats: CSV `time,f0[,confidence]` (%.3f, %.3f, %.4f); NPY float32 (T, 2|3) (time, f0[, confidence]);
 JSON {"hop_s", "time", "f0"[, "confidence"]} rounded to 6 / 3 / 4 decimals.
@@ -22,9 +23,10 @@ from voxtool.outputs import OutputFormats, write_csv, write_json, write_npy
 from voxtool.pitch.rmvpe import PitchTrack, predict, predict_from_file
 from voxtool.pitch.runtime import PitchModel, load_model
 from voxtool.runtime import limit_mmap_threshold
+from voxtool.tasks.rmvpe.metrics import VoicingSweep, mean_metrics
 
 __all__ = ["FORMATS", "load_model", "predict", "predict_from_file", "predict_from_files_to_files", "write_track",
-           "evaluate_dataset"]  # fmt: skip
+           "evaluate_dataset", "score_split"]  # fmt: skip
 
 FORMATS = OutputFormats(("csv", "npy", "json"))
 
@@ -83,6 +85,36 @@ def predict_from_files_to_files(
     return run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
 
 
+def score_split(
+    model: PitchModel,
+    data: Path,
+    split: str = "valid",
+    *,
+    limit: int = 0,
+    advance: Callable[..., None] | None = None,
+    max_seconds: float = 0.0,
+    **predict_kwargs,
+) -> VoicingSweep:
+    """Decode every item of a prepared split (full mixtures) once, before the voicing decision -> a
+    `VoicingSweep` that scores the split at any threshold. `limit` items (0 = all); `max_seconds` cuts each item
+    (0 = whole files); `predict_kwargs` go to `predict` (chunking, decoder; not the threshold)."""
+    from voxtool.tasks.rmvpe.data import PitchDataset, validation_audio
+    from voxtool.tasks.rmvpe.metrics import ScoredTrack, VoicingSweep
+
+    hop = model.mel_cfg.hop_length
+    sr = model.mel_cfg.sample_rate
+    dataset = PitchDataset(data, split, hop)
+    tracks = []
+    count = len(dataset) if not limit else min(limit, len(dataset))
+    for i in range(count):
+        audio, ref = validation_audio(dataset[i], max_seconds, hop)
+        track = predict(audio, sr, model, threshold=0.0, **predict_kwargs)  # every frame's pitch and confidence
+        tracks.append(ScoredTrack(dataset.name(i), ref, track.f0, track.confidence))
+        if advance:
+            advance(1)
+    return VoicingSweep(tracks, hop / sr)
+
+
 def evaluate_dataset(
     model: str | Path | PitchModel,
     data: Path,
@@ -96,22 +128,11 @@ def evaluate_dataset(
     **predict_kwargs,
 ) -> EvalResult:
     """Predict every item of a prepared split (full mixtures) -> EvalResult(mean metrics, per-file rows with
-    'name' and the five mir_eval scores). `model`: a path (loaded on `device`) or a loaded model; `limit` items
-    (0 = all); `max_seconds` cuts each item (0 = whole files); `predict_kwargs` go to `predict`."""
-    from voxtool.tasks.rmvpe.data import PitchDataset, validation_audio
-    from voxtool.tasks.rmvpe.metrics import mean_metrics, melody_metrics
-
+    'name' and the five mir_eval scores) at `threshold` (None = the model's default). `model`: a path (loaded on
+    `device`) or a loaded model; `limit` items (0 = all); `max_seconds` cuts each item (0 = whole files);
+    `predict_kwargs` go to `predict`. `score_split` scores several thresholds from one pass."""
     if isinstance(model, (str, Path)):
         model = load_model(model, device=device)
-    hop = model.mel_cfg.hop_length
-    sr = model.mel_cfg.sample_rate
-    dataset = PitchDataset(data, split, hop)
-    rows = []
-    count = len(dataset) if not limit else min(limit, len(dataset))
-    for i in range(count):
-        audio, ref = validation_audio(dataset[i], max_seconds, hop)
-        track = predict(audio, sr, model, threshold=threshold, **predict_kwargs)
-        rows.append({"name": dataset.name(i), **melody_metrics(ref, track.f0, hop / sr)})
-        if advance:
-            advance(1)
+    sweep = score_split(model, data, split, limit=limit, advance=advance, max_seconds=max_seconds, **predict_kwargs)
+    rows = sweep.rows(model.threshold if threshold is None else threshold)
     return EvalResult(mean_metrics(rows), rows)

@@ -1,6 +1,7 @@
-"""Training task: random 128-frame crops with accompaniment/noise/pitch-shift/volume augmentation, Gaussian
-targets (sigma 1.25 bins) with BCE, validation with mir_eval melody metrics (best by `train.best_metric`:
-valid/rpa in the presets and the config's defaults)."""
+"""Training task: random 128-frame crops with accompaniment/noise/pitch-shift/volume augmentation (and optional
+voice-dropped spans), Gaussian targets (sigma 1.25 bins) with BCE (optionally weighting unvoiced frames),
+validation with mir_eval melody metrics (best by `train.best_metric`: valid/rpa in the presets and the config's
+defaults) and a voicing-threshold sweep whose best-OA threshold model.pt keeps as its default."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from voxtool.errors import BadInput
 from voxtool.pitch.decode import gaussian_targets
 from voxtool.tasks.rmvpe.config import RmvpeConfig
 from voxtool.tasks.rmvpe.data import PitchDataset, training_crop
+from voxtool.tasks.rmvpe.metrics import VOICING_METRICS
 from voxtool.tasks.rmvpe.model import build_model
 from voxtool.training.task import RunEnv, StepContext, TrainTask
 
@@ -40,6 +42,7 @@ class RmvpeTrainTask(TrainTask):
         self.model = build_model(config.model, log=console.log).to(env.device)
         # crops are pre-padded (data.training_crop): the front-end pads nothing itself
         self.frontend = LogMel(frame_config(config.mel)).to(env.device)
+        self.calibrated_threshold: float | None = None  # set by validate() when decode.calibrate
 
     def sample_batch(self, step: int, rng: np.random.Generator):
         picks = rng.integers(0, len(self.train_set), self.config.train.batch_size)
@@ -52,19 +55,28 @@ class RmvpeTrainTask(TrainTask):
         with torch.autocast(device_type=self.env.device.type, enabled=False):
             mel = self.frontend(wave.float())  # [B, n_mels, F]; the log-mel stays fp32
         logits = ctx.model(mel, logits=True)  # [B, F, 360]
-        target = gaussian_targets(f0, self.config.decode.sigma_bins)
-        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target)
+        target = gaussian_targets(f0, self.config.decode.sigma_bins)  # [B, F, 360]; unvoiced rows all zero
+        weight = None
+        if self.config.loss.unvoiced_weight != 1.0:
+            # an unvoiced frame's false peak costs ~p/360 of the mean BCE: too little to learn from without a weight
+            row = torch.where(f0 > 0, 1.0, self.config.loss.unvoiced_weight).to(target.dtype)  # [B, F]
+            weight = row.unsqueeze(-1).expand_as(target)
+        loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), target, weight=weight)
         return {"loss": loss}
 
     def validate(self, model: torch.nn.Module) -> dict[str, float]:
+        """mir_eval scores of the validation split at `decode.threshold` (valid/rpa, ..., valid/vfa) and, with
+        `decode.calibrate`, the threshold of the best OA over `metrics.THRESHOLD_GRID` (valid/threshold) with
+        its valid/{oa,vr,vfa}_calibrated; model.pt saved after this validation carries that threshold."""
         from voxtool.pitch.runtime import TorchPitchModel
-        from voxtool.tasks.rmvpe.infer import evaluate_dataset
+        from voxtool.tasks.rmvpe.infer import score_split
 
         if not len(self.valid_set):
             return {}
-        pitch_model = TorchPitchModel(model, self.config.mel, self.env.device, "32", self.config.decode.threshold)
+        decode = self.config.decode
+        pitch_model = TorchPitchModel(model, self.config.mel, self.env.device, "32", decode.threshold)
         infer = self.config.infer
-        means, _ = evaluate_dataset(
+        sweep = score_split(
             pitch_model,
             self.data,
             "valid",
@@ -74,7 +86,16 @@ class RmvpeTrainTask(TrainTask):
             context_frames=infer.context_frames,
             batch_size=infer.batch_size,
         )
-        return {f"valid/{k}": v for k, v in means.items()}
+        metrics = {f"valid/{k}": v for k, v in sweep.means(decode.threshold).items()}
+        if decode.calibrate:
+            best, scores = sweep.best()
+            self.calibrated_threshold = best
+            metrics["valid/threshold"] = best
+            metrics.update({f"valid/{k}_calibrated": scores[k] for k in VOICING_METRICS})
+        return metrics
 
     def deployable(self, model: torch.nn.Module) -> dict:
-        return {"sample_rate": self.config.mel.sample_rate, "hop_length": self.config.mel.hop_length}
+        meta = {"sample_rate": self.config.mel.sample_rate, "hop_length": self.config.mel.hop_length}
+        if self.calibrated_threshold is not None:  # from the validation just before this save
+            meta["voicing_threshold"] = self.calibrated_threshold
+        return meta
