@@ -36,7 +36,7 @@ class AcousticMeta:
     explicit conditioning then needs them from elsewhere), and the rest of a voxtool file's meta."""
 
     section: AcousticSection
-    mel: MelSettings = MEL_16K_BSHALL
+    mel: MelSettings = field(default_factory=lambda: MEL_16K_BSHALL)
     stats: dict[str, Any] | None = None
     source: str = "published"  # "voxtool" | "published"
     path: Path | None = None

@@ -113,3 +113,9 @@ class SoftvcConfig(StrictModel):
             raise ValueError(f"the acoustic model makes 2 mel frames per 50 Hz unit: mel must be 16 kHz with hop 160 "
                              f"(got {self.mel.sample_rate} Hz, hop {self.mel.hop_length})")
         return self
+
+
+# `voxtool train hubert-soft`'s config (helper module hubert_config.py), so the plugin's configs live in one place.
+from voxtool.tasks.softvc.hubert_config import HubertSoftConfig  # noqa: E402
+
+__all__ = ["AcousticSection", "DataSection", "HubertSoftConfig", "RefineSection", "SoftvcConfig"]

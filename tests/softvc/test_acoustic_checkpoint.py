@@ -1,0 +1,105 @@
+"""The acoustic model's key layout (reference note §2 and §4 tables) and strict loading of published files."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from voxtool.errors import BadInput
+from voxtool.tasks.softvc.checkpoint import load_acoustic
+from voxtool.tasks.softvc.config import AcousticSection
+from voxtool.tasks.softvc.model import AcousticModel
+
+
+def published_shapes(in_dim: int, prenet: int) -> dict[str, tuple[int, ...]]:
+    """bshall's keys and shapes as listed in the reference note (am:acoustic/model.py), for a soft model with input
+    width `in_dim` and encoder prenet width `prenet` (256 units-only; 384 for hubert-pitdyn's 768-d input)."""
+    shapes = {
+        "encoder.prenet.net.0.weight": (prenet, in_dim), "encoder.prenet.net.0.bias": (prenet,),
+        "encoder.prenet.net.3.weight": (prenet, prenet), "encoder.prenet.net.3.bias": (prenet,),
+        "encoder.convs.0.weight": (512, prenet, 5), "encoder.convs.0.bias": (512,),
+        "encoder.convs.3.weight": (512, 512, 4), "encoder.convs.3.bias": (512,),  # ConvTranspose1d, 2x upsampling
+        "encoder.convs.4.weight": (512, 512, 5), "encoder.convs.4.bias": (512,),
+        "encoder.convs.7.weight": (512, 512, 5), "encoder.convs.7.bias": (512,),
+        "decoder.prenet.net.0.weight": (256, 128), "decoder.prenet.net.0.bias": (256,),
+        "decoder.prenet.net.3.weight": (256, 256), "decoder.prenet.net.3.bias": (256,),
+        "decoder.lstm1.weight_ih_l0": (3072, 768), "decoder.lstm1.weight_hh_l0": (3072, 768),
+        "decoder.proj.weight": (128, 768),
+    }
+    for i in (1, 2, 3):
+        shapes[f"decoder.lstm{i}.weight_ih_l0"] = (3072, 768)
+        shapes[f"decoder.lstm{i}.weight_hh_l0"] = (3072, 768)
+        shapes[f"decoder.lstm{i}.bias_ih_l0"] = (3072,)
+        shapes[f"decoder.lstm{i}.bias_hh_l0"] = (3072,)
+    return shapes
+
+
+def random_state(shapes: dict[str, tuple[int, ...]], seed: int) -> dict[str, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return {k: torch.randn(s, generator=g) for k, s in shapes.items()}
+
+
+CASES = [("none", 256, 256, 18_830_336), ("pitdyn", 768, 384, 19_469_568)]
+
+
+@pytest.mark.parametrize("conditioning,in_dim,prenet,params", CASES)
+def test_published_layout_and_size(conditioning, in_dim, prenet, params):
+    model = AcousticModel(AcousticSection(conditioning=conditioning))
+    got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    assert got == published_shapes(in_dim, prenet)
+    assert sum(p.numel() for p in model.parameters()) == params  # the note's counts (bshall; hubert-pitdyn)
+
+
+@pytest.mark.parametrize("wrap", ["acoustic-model", "module", "bare"])
+@pytest.mark.parametrize("conditioning,in_dim,prenet,params", CASES)
+def test_published_checkpoint_loads_strictly(tmp_path, conditioning, in_dim, prenet, params, wrap):
+    sd = random_state(published_shapes(in_dim, prenet), seed=in_dim)
+    if wrap == "acoustic-model":  # bshall's training checkpoint / hub file
+        obj = {"acoustic-model": sd, "optimizer": {}, "step": 12000, "loss": 0.3}
+    elif wrap == "module":  # DDP-era file
+        obj = {"acoustic-model": {f"module.{k}": v for k, v in sd.items()}, "step": 1}
+    else:
+        obj = sd
+    path = tmp_path / "model-best.pt"
+    torch.save(obj, path)
+    model, meta = load_acoustic(path)
+    assert meta.conditioning == conditioning and meta.source == "published" and not model.training
+    loaded = model.state_dict()
+    assert set(loaded) == set(sd)
+    for k, v in sd.items():
+        assert torch.equal(loaded[k], v), k
+    x = torch.randn(1, 5, in_dim)
+    assert model.generate(x).shape == (1, 10, 128)
+
+
+def test_missing_key_and_discrete_model_are_refused(tmp_path):
+    sd = random_state(published_shapes(256, 256), seed=0)
+    broken = dict(sd)
+    del broken["decoder.proj.weight"]
+    torch.save({"acoustic-model": broken}, tmp_path / "a.pt")
+    with pytest.raises(BadInput, match=r"a\.pt.*missing \(decoder\.proj\.weight\)"):
+        load_acoustic(tmp_path / "a.pt")
+    torch.save({"acoustic-model": {**sd, "encoder.embedding.weight": torch.zeros(101, 256)}}, tmp_path / "d.pt")
+    with pytest.raises(BadInput, match="discrete"):
+        load_acoustic(tmp_path / "d.pt")
+    torch.save({"acoustic-model": {**sd, "encoder.prenet.net.0.weight": torch.zeros(256, 300)}}, tmp_path / "w.pt")
+    with pytest.raises(BadInput, match="input width 300"):
+        load_acoustic(tmp_path / "w.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(BadInput, match="junk.pt"):
+        load_acoustic(tmp_path / "junk.pt")
+
+
+def test_teacher_forcing_matches_generate_when_fed_its_own_output():
+    """generate() is the teacher-forced forward fed with its own previous frames (same weights, eval mode)."""
+    torch.manual_seed(0)
+    section = AcousticSection(conditioning="explicit", prenet_width=16, encoder_width=24, decoder_prenet_width=8,
+                              lstm_width=20)
+    model = AcousticModel(section, n_mels=128).eval()
+    x = torch.randn(2, 7, section.in_dim)
+    free = model.generate(x)
+    prev = torch.nn.functional.pad(free[:, :-1], (0, 0, 1, 0))
+    with torch.no_grad():
+        forced = model(x, prev)
+    assert free.shape == (2, 14, 128)
+    torch.testing.assert_close(forced, free, rtol=1e-4, atol=1e-5)
