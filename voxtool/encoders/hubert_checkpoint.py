@@ -124,5 +124,17 @@ def load_hubert(path: str | os.PathLike, device: str | torch.device = "cpu") -> 
     p = resolve_model_path(path)
     sd, arch, _ = read_hubert_state(p)
     model = HubertSoft(arch)
+    check_shapes(model, sd, p)
     load_weights(model, sd, p)
     return model.to(device).eval()
+
+
+def check_shapes(model: torch.nn.Module, state_dict: dict[str, torch.Tensor], path: Path) -> None:
+    """BadInput naming the first three weights whose shape differs from the model's (keys both hold)."""
+    own = model.state_dict()
+    bad = [(k, tuple(v.shape), tuple(own[k].shape)) for k, v in state_dict.items()
+           if k in own and tuple(v.shape) != tuple(own[k].shape)]
+    if bad:
+        shown = "; ".join(f"{k} {got} (model: {want})" for k, got, want in bad[:3])
+        more = f" ... ({len(bad)} in all)" if len(bad) > 3 else ""
+        raise BadInput(path, f"weights of the wrong shape: {shown}{more}")
