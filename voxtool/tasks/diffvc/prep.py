@@ -61,13 +61,15 @@ class PrepSummary:
 
 
 class TextGridIndex:
-    """Finds an utterance's TextGrid: TG_DIR/<speaker>/<relative path>, TG_DIR/<speaker>/<stem>, then a stem that
-    is unique in TG_DIR (with a VCTK `_micN` suffix stripped as a last try)."""
+    """Finds an utterance's TextGrid: TG_DIR/<speaker>/<relative path>, TG_DIR/<speaker>/<stem>, then the one file
+    of that stem below a folder of the speaker, or outside every speaker's folder (a flat TG_DIR); a VCTK `_micN`
+    suffix is stripped as a last try. Never another speaker's file."""
 
-    def __init__(self, root: Path):
+    def __init__(self, root: Path, speakers: list[str]):
         if not root.is_dir():
             raise BadInput(root, "--alignments folder not found")
         self.root = root
+        self.speakers = set(speakers)
         self.by_stem: dict[str, list[Path]] = {}
         for p in sorted(root.rglob("*")):
             if p.suffix.lower() == ".textgrid" and p.is_file():
@@ -82,8 +84,10 @@ class TextGridIndex:
         for stem in (u.rel.stem, MIC.sub("", u.rel.stem)):
             hits = self.by_stem.get(stem, [])
             mine = [h for h in hits if u.speaker in h.relative_to(self.root).parts[:-1]]
-            if len(mine) == 1 or len(hits) == 1:
-                return (mine or hits)[0]
+            # a flat folder's file, never one inside another speaker's folder
+            flat = [h for h in hits if not set(h.relative_to(self.root).parts[:-1]) & self.speakers]
+            if len(mine) == 1 or (not mine and len(flat) == 1):
+                return (mine or flat)[0]
         return None
 
 
@@ -112,7 +116,7 @@ class _Prep:
         self.settings = MEL_22K_JIK876
         self.mel_fn = VocoderLogMel(MEL_22K_JIK876).eval()
         self.ge2e = load_ge2e()
-        self.tg = TextGridIndex(opts.alignments) if opts.avg_units == "phones" else None
+        self.tg = TextGridIndex(opts.alignments, corpus.speakers) if opts.avg_units == "phones" else None
         self.sample_per_item = max(1, MAX_CLUSTER_FRAMES // len(corpus.utterances))
 
     def path(self, u: Utterance) -> Path:
