@@ -25,13 +25,16 @@ CONTROL_RATE = 200  # Hz; the curves and the filter are defined at this rate and
 
 @dataclass(frozen=True)
 class Singer:
-    """One synthetic voice. `f0_hz` is the centre of the sung range; `formant_scale` >1 = shorter tract."""
+    """One synthetic voice. `f0_hz` is the centre of the sung range; `formant_scale` >1 = shorter tract;
+    `label_scale` is the face's jaw scale as the tracker sees it: the captured jawOpen and mouthClose are the true
+    ones times this factor (a per-face gain the sound does not reveal, what the original's k_filter absorbs)."""
 
     name: str
     f0_hz: float
     formant_scale: float
     tilt_db_per_octave: float = -9.0
     level: float = 0.3
+    label_scale: float = 1.0
 
 
 @dataclass
@@ -194,8 +197,8 @@ def synth_take(singer: Singer, duration: float, seed: int, sr: int = 16000) -> S
     audio = render(score, singer, sr, rng)
     t = np.arange(len(score["opening"])) / CONTROL_RATE
     # jawOpen carries the opening; mouthClose the lip press (plus a small resting value)
-    jaw = np.clip(score["opening"] + score["closure"] * 0.5, 0, 1)
-    close = np.clip(0.02 + score["closure"] * 0.5, 0, 1)
+    jaw = np.clip(singer.label_scale * (score["opening"] + score["closure"] * 0.5), 0, 1)
+    close = np.clip(singer.label_scale * (0.02 + score["closure"] * 0.5), 0, 1)
     lips = 0.2 + 3.5 * np.clip(jaw - close, 0, 1)
     return SynthTake(audio, sr, t, jaw, close, lips)
 
