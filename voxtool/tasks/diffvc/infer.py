@@ -278,6 +278,12 @@ def convert_mel(mel: np.ndarray, reference: Reference, converter: Converter, ste
     return (out, prior) if return_prior else out
 
 
+def vocode(mel: np.ndarray, converter: Converter) -> np.ndarray:
+    """Converted log-mel (80, F) -> float32 waveform (F * hop,) in [-1, 1] (the mel clipped as MEL_CEILING says)."""
+    mel = np.clip(mel, math.log(converter.mel.log_floor), MEL_CEILING)
+    return np.clip(converter.vocoder.synthesize(torch.from_numpy(mel)[None])[0], -1.0, 1.0)
+
+
 def predict(audio: np.ndarray, sr: int, reference: Reference | list[tuple[np.ndarray, int]], converter: Converter,
             steps: int = DEFAULT_STEPS, sampler: str = "ml", denoise: bool = False,
             seed: int = 0) -> tuple[np.ndarray, int]:
@@ -295,8 +301,7 @@ def predict(audio: np.ndarray, sr: int, reference: Reference | list[tuple[np.nda
         from voxtool.tasks.diffvc.denoise import spectral_subtraction
 
         converted = spectral_subtraction(converted, mel)
-    converted = np.clip(converted, math.log(converter.mel.log_floor), MEL_CEILING)
-    out = np.clip(converter.vocoder.synthesize(torch.from_numpy(converted)[None])[0], -1.0, 1.0)
+    out = vocode(converted, converter)
     out = np.pad(out, (0, max(0, len(wav) - len(out))))[: len(wav)]
     return out.astype(np.float32), converter.sample_rate
 

@@ -79,12 +79,10 @@ def evaluate_conversion(converter, data: str | Path, split: str = "unseen", *, l
     - `target_wins`: 1 when the converted speech is closer to T than to S on both measures, else 0.
     Needs a split with at least two speakers (`unseen`: the held-out speakers of `prep diffvc`).
     """
-    import torch
-
     from voxtool.errors import BadInput
     from voxtool.evaluation import EvalResult
     from voxtool.tasks.diffvc.data import DiffvcItems
-    from voxtool.tasks.diffvc.infer import Reference, convert_mel
+    from voxtool.tasks.diffvc.infer import Reference, convert_mel, vocode
 
     items = DiffvcItems(data, split, converter.mel.n_mels, with_avg=False, required=True)
     by_speaker: dict[str, list[int]] = {}
@@ -107,7 +105,7 @@ def evaluate_conversion(converter, data: str | Path, split: str = "unseen", *, l
         ref_item = loaded[by_speaker[target][n % len(by_speaker[target])]]
         converted = convert_mel(src.mel, Reference(ref_item.mel, ref_item.embed), converter, steps, sampler,
                                 seed + n)
-        wav = np.clip(converter.vocoder.synthesize(torch.from_numpy(converted)[None])[0], -1.0, 1.0)
+        wav = vocode(converted, converter)
         embed = ge2e.embed_utterance(wav, sr)
         stats = cepstral_stats([converter.log_mel(wav)])
         row = {"name": items.paths[i].stem, "source": src.speaker, "target": target,
