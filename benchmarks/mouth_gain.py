@@ -8,8 +8,10 @@ form the `unseen` split. Each run trains `mouth-tiny` (400 steps, one torch thre
 end (so model.pt is the last weights, not a checkpoint chosen on the unseen split), then scores the unseen split
 without any gain: Pearson r and MAE (target units) against the unseen singers' own captured labels.
 
-Rows: baseline (the preset), speaker gain on, noise blocks on (p 0.2, the original's). Training seeds vary;
-the corpus is the same for every run. Prints a Markdown table (per seed, median, mean) for docs/mouth.md.
+Rows: baseline (the preset), speaker gain on (scored as the original infers: no gain; and with `--average-gain`,
+the training singers' mean gain), noise blocks on (p 0.2, the original's). Training seeds vary; the corpus is the
+same for every run. With `--out DIR`, runs already in DIR are scored again without retraining. Prints a Markdown
+table (per seed, median, mean) for docs/mouth.md.
 """
 
 from __future__ import annotations
@@ -25,7 +27,8 @@ TRAIN_SCALES = (0.6, 1.4, 0.8, 1.2, 1.0)  # bass, baritone, tenor, alto, soprano
 UNSEEN_SCALES = (0.85, 1.15)
 RUNS = {  # run-folder prefix: (table label, --set overrides)
     "base": ("baseline (mouth-tiny)", []),
-    "gain": ("speaker gain (model.speaker_gain=true)", ["model.speaker_gain=true"]),
+    "gain": ("speaker gain (model.speaker_gain=true), inferred without gain", ["model.speaker_gain=true"]),
+    "gain+avg": ("speaker gain, inferred with --average-gain", ["model.speaker_gain=true"]),
     "noise": ("noise blocks (data.noise_block_p=0.2)", ["data.noise_block_p=0.2"]),
 }
 
@@ -49,18 +52,22 @@ def make_data(root: Path) -> Path:
     return data
 
 
-def train_and_score(data: Path, runs: Path, name: str, overrides: list[str], seed: int) -> dict[str, float]:
+def train_and_score(data: Path, runs: Path, name: str, overrides: list[str], seed: int,
+                    average_gain: bool = False) -> dict[str, float]:  # fmt: skip
     from voxtool.cli import main
-    from voxtool.tasks.mouth.infer import evaluate_dataset
+    from voxtool.tasks.mouth.infer import evaluate_dataset, load_model
 
     args = ["train", "mouth", str(data), "--preset", "mouth-tiny", "--exp", name, "--runs-dir", str(runs),
             "--device", "cpu", "--seed", str(seed), "--quiet", "--set", "train.valid_every=400"]  # fmt: skip
     for o in overrides:
         args += ["--set", o]
     t0 = time.perf_counter()
-    if main(args) != 0:
+    if not (runs / name / "model.pt").is_file() and main(args) != 0:
         raise SystemExit(f"training {name} failed")
-    metrics = evaluate_dataset(runs / name, data, "unseen").metrics
+    model = load_model(runs / name)
+    if average_gain:
+        model.use_average_gain()
+    metrics = evaluate_dataset(model, data, "unseen").metrics
     return {"pearson": metrics["pearson"], "mae": metrics["mae"], "seconds": time.perf_counter() - t0}
 
 
@@ -77,7 +84,8 @@ def main() -> None:
     results: dict[str, list[dict[str, float]]] = {}
     for key, (label, overrides) in RUNS.items():
         for seed in args.seeds:
-            r = train_and_score(data, root / "runs", f"{key}_{seed}", overrides, seed)
+            run = f"{key.split('+')[0]}_{seed}"  # gain+avg scores the gain runs again
+            r = train_and_score(data, root / "runs", run, overrides, seed, average_gain=key.endswith("+avg"))
             results.setdefault(label, []).append(r)
             print(json.dumps({"run": label, "seed": seed, **{k: round(v, 4) for k, v in r.items()}}), flush=True)
     seeds = " | ".join(f"seed {s}" for s in args.seeds)

@@ -163,6 +163,7 @@ def test_speaker_gain_training_keeps_gains_and_names(corpus, tmp_path):
     names = json.loads((corpus.data / "spk_mapping.json").read_text())
     assert mf["meta"]["speakers"] == names and mf["config"]["model"]["num_speakers"] == len(names) == 6
     assert mf["state_dict"]["k_filter.weight"].shape == (6, 1)
+    assert mf["meta"]["train_speakers"] == ["alto", "baritone", "bass", "soprano", "tenor"]  # not mezzo (unseen)
     assert mf["state_dict"]["k_filter.weight"].abs().max() > 0  # trained away from its initial 0
     wav = str(corpus.unseen_wav)
     assert main(["infer", "mouth", wav, "--model", str(runs / "g"), "--speaker", "tenor", "--out",

@@ -184,7 +184,13 @@ def test_speaker_applies_that_singers_gain(tmp_path, capsys):
     y = (np.load(plain) - vmin) / (vmax - vmin)
     np.testing.assert_allclose(np.load(gained), ((y - p0) * k + p0) * (vmax - vmin) + vmin, atol=1e-5)
     assert abs(k - 1.0) > 0.05 and not np.allclose(np.load(gained), np.load(plain), atol=1e-3)
+    # --average-gain: the mean k of the training singers (every row of an original's k_filter)
+    average = tmp_path / "avg.npy"
+    assert main(["infer", "mouth", str(wav), "--model", str(pt), "--out", str(average), "--average-gain"]) == 0
+    k_mean = float(np.mean(np.clip(0.5 + 1.5 / (1 + np.exp(-sd["k_filter.weight"][:, 0].numpy())), 0.3, 2.5)))
+    np.testing.assert_allclose(np.load(average), ((y - p0) * k_mean + p0) * (vmax - vmin) + vmin, atol=1e-5)
     capsys.readouterr()
+    assert main(["infer", "mouth", str(wav), "--model", str(pt), "--speaker", "s1", "--average-gain"]) == 2
     assert main(["infer", "mouth", str(wav), "--model", str(pt), "--speaker", "nobody"]) == 2
     assert "not a training singer" in capsys.readouterr().err
 

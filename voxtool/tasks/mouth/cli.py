@@ -101,6 +101,9 @@ def infer(
     speaker: Annotated[
         str | None, typer.Option(help="A training singer whose learned gain to apply (models with speaker_gain).")
     ] = None,
+    average_gain: Annotated[
+        bool, typer.Option("--average-gain", help="Apply the training singers' mean gain (models with speaker_gain).")
+    ] = False,
     smooth: Annotated[float, typer.Option(min=0.0, max=10.0,
                                           help="Half-sine smoothing width in seconds (0 = off).")] = 0.0,
     clip: Annotated[bool, typer.Option("--clip", help="Clip the curve to [0, 1].")] = False,
@@ -128,10 +131,15 @@ def infer(
             emit_json([])
         return
     mouth_model = load_model(model, device)  # once for the batch
-    if speaker is not None:
+    if speaker is not None or average_gain:
+        if speaker is not None and average_gain:
+            raise BadInput(None, "--speaker and --average-gain exclude each other")
         if not isinstance(mouth_model, MouthModel):
-            raise BadInput(model, "--speaker needs a .pt model: ONNX graphs carry no per-singer gains")
-        mouth_model.use_speaker(speaker)
+            raise BadInput(model, "--speaker/--average-gain need a .pt model: ONNX graphs carry no per-singer gains")
+        if speaker is not None:
+            mouth_model.use_speaker(speaker)
+        else:
+            mouth_model.use_average_gain()
     with progress(len(jobs), "infer mouth") as advance:
         results = predict_from_files_to_files(
             jobs, mouth_model, fmt, fps=fps, smooth=smooth, clip=clip, plots=plots,

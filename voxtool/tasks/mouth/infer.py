@@ -44,14 +44,14 @@ DEFAULT_CONTEXT_FRAMES = 250  # 5 s either side
 
 @dataclass
 class MouthModel:
-    """A loaded model with the feature settings it was trained on. `speaker`: a training singer's id whose
-    learned gain inference applies (`use_speaker`), None for the generic curve."""
+    """A loaded model with the feature settings it was trained on. `gain`: a per-singer gain k applied to every
+    curve, (y - p0) k + p0 on the normalised scale (`use_speaker`, `use_average_gain`); None: the generic curve."""
 
     model: BiLSTMCurveEstimator
     mel_cfg: MelConfig
     device: torch.device
     meta: dict[str, Any]
-    speaker: int | None = None
+    gain: float | None = None
 
     @property
     def fps(self) -> float:
@@ -59,30 +59,51 @@ class MouthModel:
 
     @property
     def speakers(self) -> dict[str, int]:
-        """Training singers whose gains the model learned: name -> id ({} without per-singer gains)."""
+        """Singers whose gains the model holds: name -> id ({} without per-singer gains)."""
         if self.model.k_filter is None:
             return {}
         return {str(k): int(v) for k, v in (self.meta.get("speakers") or {}).items()}
 
-    def use_speaker(self, name: str | None) -> None:
-        """Apply training singer `name`'s gain from now on (None: the generic curve); BadInput if unknown."""
-        if name is None:
-            self.speaker = None
-            return
-        known = self.speakers
+    def _gains(self, ids: list[int]) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.speaker_gain(torch.tensor(ids, device=self.device)).float().cpu()
+
+    def _need_gains(self, option: str) -> None:
         if self.model.k_filter is None:
-            raise BadInput(None, "--speaker: this model has no per-singer gains (trained without "
-                                 "model.speaker_gain)")  # fmt: skip
+            raise BadInput(None, f"{option}: this model has no per-singer gains (trained without model.speaker_gain)")
+
+    def use_speaker(self, name: str | None) -> None:
+        """Apply training singer `name`'s learned gain from now on (None: the generic curve); BadInput if unknown."""
+        if name is None:
+            self.gain = None
+            return
+        self._need_gains("--speaker")
+        known = self.speakers
         if name not in known:
             shown = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
             raise BadInput(None, f"--speaker {name!r} is not a training singer of this model "
                                  f"(known: {shown or 'none recorded'})")  # fmt: skip
         if not 0 <= known[name] < self.model.k_filter.num_embeddings:
             raise BadInput(None, f"--speaker {name!r}: id {known[name]} has no gain in the model")
-        self.speaker = known[name]
+        self.gain = float(self._gains([known[name]])[0])
 
-    def speaker_tensor(self) -> torch.Tensor | None:
-        return None if self.speaker is None else torch.tensor([self.speaker], device=self.device)
+    def use_average_gain(self) -> None:
+        """Apply the mean gain of the training singers (`meta.train_speakers`; every row when not recorded, as
+        for the original's files, whose gains are all training singers'): the generic curve at a typical face's
+        scale instead of the arbitrary scale the gains leave it at."""
+        self._need_gains("--average-gain")
+        names = self.meta.get("train_speakers")
+        known = self.speakers
+        ids = [known[n] for n in names if n in known] if names else list(range(self.model.k_filter.num_embeddings))
+        self.gain = float(self._gains(ids).mean())
+
+    def curve(self, mel: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, F, T) log-mel -> (B, T) curve in target units, with `gain` when set."""
+        y = self.model(mel, stats)
+        if self.gain is not None:
+            p0 = self.model.p0
+            y = (y - p0) * self.gain + p0
+        return self.model.denormalize(y)
 
 
 def load_model(path: str | Path, device: str = "cpu") -> MouthModel | OnnxMouthModel:
@@ -180,12 +201,12 @@ def predict_mel_chunks(
     `chunks()` starts the stream afresh; it is read twice when T > chunk_frames (the GroupNorm statistics of the
     whole file first, then the BiLSTM chunks with context), and only a window of chunk + 2 x context frames is in
     memory at a time (plus the whole log-mel with `keep_mel`)."""
-    net, dev, spk = model.model, model.device, model.speaker_tensor()
+    net, dev = model.model, model.device
     win = _FrameWindow(chunks())
     win.fill(chunk_frames + 1)
     if win.done and win.end <= chunk_frames:
         mel = win.get(0, win.end)
-        curve = net.infer(torch.from_numpy(mel).to(dev)[None], speaker=spk)[0].float().cpu().numpy()
+        curve = model.curve(torch.from_numpy(mel).to(dev)[None])[0].float().cpu().numpy()
         return curve, (mel if keep_mel else None)
     # pass 1: GroupNorm statistics of the first conv layer over the whole file (1-frame halo for the k3 conv)
     stats = None
@@ -213,7 +234,7 @@ def predict_mel_chunks(
         win.fill(hi)
         if win.end < hi:
             raise BadInput(None, "the audio changed while it was being read")
-        y = net.infer(torch.from_numpy(win.get(lo, hi)).to(dev)[None], stats, spk)[0]
+        y = model.curve(torch.from_numpy(win.get(lo, hi)).to(dev)[None], stats)[0]
         out[a:b] = y[a - lo : a - lo + (b - a)].float().cpu().numpy()
         if keep_mel:
             kept.append(win.get(a, b))

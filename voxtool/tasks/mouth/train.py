@@ -118,6 +118,8 @@ class MouthTrainTask(TrainTask):
             pad_value=config.data.mel_floor,
         )  # fmt: skip
         self.train_speakers = np.array([it.speaker for it in train_items], dtype=np.int64)
+        names = {i: n for n, i in self.dataset.speakers.items()}
+        self.train_speaker_names = sorted({names[i] for i in self.train_speakers.tolist() if i in names})
         if config.model.speaker_gain:
             n = len(self.dataset.speakers)
             if config.model.num_speakers == 0:
@@ -197,6 +199,7 @@ class MouthTrainTask(TrainTask):
             "target": self.dataset.meta.get("target"),
             "fps": mel.sample_rate / mel.hop_length,
             "speakers": self.dataset.speakers,  # singer name -> id of the per-singer gains (`--speaker`)
+            "train_speakers": self.train_speaker_names,  # whose gains were trained (`--average-gain`)
         }
 
 
