@@ -76,10 +76,12 @@ def corrupt(bins: np.ndarray, accuracy: float, max_step: int, low: int, high: in
     return out
 
 
-def synthetic_items(voice: synth.SynthVoice, n_items: int, seed: int, seconds=(2.0, 3.0),
-                    f0: str = "harvest") -> list[dict[str, np.ndarray]]:
+def synthetic_items(voice: synth.SynthVoice, n_items: int, seed: int, seconds=(2.0, 3.0), f0: str = "harvest",
+                    melody_hz: tuple[float, float] = (110.0, 330.0)) -> list[dict[str, np.ndarray]]:
     """Items 0..n_items-1 of corpus `seed` sung by `voice` in the prepared layout (audio, mel, f0, rms, units).
-    `f0`: "harvest" (WORLD, as prep computes it) or "known" (the synthesiser's exact f0, much faster)."""
+    `f0`: "harvest" (WORLD, as prep computes it) or "known" (the synthesiser's exact f0, much faster).
+    `melody_hz`: the melodies' range (110-330 Hz sings; a range under a semitone is a near-monotone voice bank).
+    Items depend only on (seed, i), so two voices with the same arguments are parallel item by item."""
     import torch
 
     from voxtool.pitch import estimate_f0
@@ -91,7 +93,9 @@ def synthetic_items(voice: synth.SynthVoice, n_items: int, seed: int, seconds=(2
     items = []
     for i in range(n_items):
         secs = float(rng.uniform(*seconds))
-        phones, melody = synth.corpus_item(seed, i, secs)
+        n_frames = int(round(secs * synth.FRAME_RATE))
+        phones = synth.random_phones(seed * 100003 + 2 * i, n_frames / synth.FRAME_RATE)
+        melody = synth.random_melody(seed * 100003 + 2 * i + 1, n_frames, *melody_hz)
         audio = synth.render(phones, melody, voice, noise_seed=seed * 7 + i)
         n = len(audio) // HOP
         audio = audio[: n * HOP]
