@@ -157,3 +157,56 @@ def test_bad_waveforms():
     assert np.abs(ge2e.normalize_volume(wav)).max() > 1.5
     d = enc.embed_utterance(wav, 16000)
     assert np.isfinite(d).all()
+
+
+def test_infer_and_eval_commands(tmp_path, capfd):
+    """`infer ge2e` mirrors a speaker folder tree into .npy d-vectors; `eval ge2e` scores audio or those .npy files:
+    the synthetic voices are told apart (same-speaker cosine above different-speaker, EER well below chance)."""
+    import json
+
+    from voxtool.cli import main
+
+    corpus = synth.write_corpus(tmp_path / "c", 3, 4, 0)
+    (tmp_path / "c" / "spk1" / "silent.wav").write_bytes(b"not audio")
+    capfd.readouterr()
+    code = main(["infer", "ge2e", str(corpus.root), "--out", str(tmp_path / "dv"), "--json", "--quiet"])
+    captured = capfd.readouterr()
+    assert code == 2  # the bad file fails, the batch goes on
+    assert [line for line in captured.err.splitlines() if line.startswith("error:")] == [
+        f"error: {tmp_path / 'c' / 'spk1' / 'silent.wav'}: cannot read audio (Error opening "
+        f"'{tmp_path / 'c' / 'spk1' / 'silent.wav'}': Format not recognised.)"]
+    written = [r for r in json.loads(captured.out) if r["output"]]
+    assert len(written) == 12
+    u = corpus.utterances[5]
+    vec = np.load(tmp_path / "dv" / u.speaker / f"{u.wav.stem}.npy")
+    np.testing.assert_allclose(vec, ge2e.load_ge2e().embed_utterance(*synth_read(u.wav)), atol=1e-6)
+    (tmp_path / "c" / "spk1" / "silent.wav").unlink()
+    assert main(["infer", "ge2e", str(corpus.root), "--out", str(tmp_path / "dv"), "--skip-existing", "--quiet"]) == 0
+
+    for folder in (corpus.root, tmp_path / "dv"):
+        capfd.readouterr()
+        assert main(["eval", "ge2e", str(folder), "--json", "--quiet"]) == 0
+        report = json.loads(capfd.readouterr().out)
+        assert report["speakers"] == ["spk0", "spk1", "spk2"] and report["utterances"]["spk0"] == 4
+        matrix = np.array(report["matrix"])
+        assert matrix.shape == (3, 3) and np.allclose(matrix, matrix.T)
+        assert report["same_mean"] > report["different_mean"] + 0.05
+        assert report["eer"] < 0.3  # chance is 0.5
+        assert all(matrix[i, i] > np.delete(matrix[i], i).max() for i in range(3))
+
+
+def synth_read(path):
+    import soundfile as sf
+
+    return sf.read(path, dtype="float32")
+
+
+def test_equal_error_rate():
+    from voxtool.tasks.diffvc.ge2e_cli import equal_error_rate
+
+    assert equal_error_rate(np.array([0.9, 0.8]), np.array([0.1, 0.2]))[0] == 0.0
+    eer, threshold = equal_error_rate(np.array([0.3, 0.6, 0.9]), np.array([0.1, 0.4, 0.7]))
+    assert eer == pytest.approx(1 / 3) and threshold == pytest.approx(0.6)
+    rng = np.random.default_rng(0)
+    same, diff = rng.normal(0.7, 0.1, 4000), rng.normal(0.5, 0.1, 4000)
+    assert equal_error_rate(same, diff)[0] == pytest.approx(0.1587, abs=0.02)  # Phi(-1) for d' = 2
