@@ -63,12 +63,15 @@ def prep_diffvc(
         raise BadInput(None, f"--mic {mic!r}: choose mic1 or mic2")
     check_dataset_out(out, [corpus, alignments])
     check_output_dir(out)
-    if out.is_dir() and any(out.iterdir()) and not (out / "items").is_dir():
-        import json
+    if out.is_dir() and any(out.iterdir()):
+        from voxtool.datasets import read_json
 
         meta = out / "dataset.json"
-        fmt = json.loads(meta.read_text(encoding="utf-8")).get("format") if meta.is_file() else None
-        if fmt != DATASET_FORMAT:
+        doc = read_json(meta) if meta.is_file() else None
+        # a finished diffvc dataset, or an unfinished run of this command (items only, no dataset.json yet)
+        ours = doc.get("format") == DATASET_FORMAT if isinstance(doc, dict) else (
+            doc is None and {p.name for p in out.iterdir()} <= {"items", "train.txt", "valid.txt", "unseen.txt"})
+        if not ours:
             raise BadInput(out, "output folder exists and is not a diffvc dataset; choose an empty folder")
     names = [s.strip() for s in unseen.split(",") if s.strip()] if unseen else None
     opts = PrepOptions(alignments=alignments, avg_units=units, clusters=clusters, tier=tier, unseen=names,
