@@ -36,9 +36,11 @@ ChunkOpt = Annotated[int, typer.Option("--chunk-frames", min=128, max=100_000,
 BatchOpt = Annotated[int, typer.Option("--batch-chunks", min=1, max=256, help="Chunks sampled together.")]
 
 
+SAMPLERS = ("ml", "em", "pf")  # as infer.SAMPLERS; checked here before torch is imported
+
+
 def _check_sampler(sampler: str) -> None:
     from voxtool.errors import BadInput
-    from voxtool.tasks.diffvc.infer import SAMPLERS
 
     if sampler not in SAMPLERS:
         raise BadInput(None, f"--sampler {sampler}: choose {', '.join(SAMPLERS)}")
@@ -68,10 +70,14 @@ def convert(
 ) -> None:
     """Any-to-any voice conversion: each source's words in the --ref voice, as 22.05 kHz wav (DiffVC)."""
     from voxtool.console import emit_json, log, print_table, progress
+    from voxtool.errors import BadInput
     from voxtool.inputs import expand_inputs, protected_paths
-    from voxtool.tasks.diffvc.infer import load_model, predict_from_files_to_files, reference_from_paths
 
     _check_sampler(sampler)
+    if not ref.exists():  # before torch and the models are loaded
+        raise BadInput(ref, "reference not found")
+    from voxtool.tasks.diffvc.infer import load_model, predict_from_files_to_files, reference_from_paths
+
     jobs = expand_inputs(inputs, out, ".wav", skip_existing=skip_existing,
                          protect=protected_paths(model, vocoder if Path(vocoder).exists() else None, ref))
     if not jobs:
