@@ -8,7 +8,7 @@ form the `unseen` split. Each run trains `mouth-tiny` (400 steps, one torch thre
 end (so model.pt is the last weights, not a checkpoint chosen on the unseen split), then scores the unseen split
 without any gain: Pearson r and MAE (target units) against the unseen singers' own captured labels.
 
-Rows: baseline (the preset), speaker gain on (scored as the original infers: no gain; and with `--average-gain`,
+Rows: baseline (`mouth-tiny` without the gain, as before it was on in the presets), speaker gain on (scored as the original infers: no gain; and with `--average-gain`,
 the training singers' mean gain), noise blocks on (p 0.2, the original's). Training seeds vary; the corpus is the
 same for every run. With `--out DIR`, runs already in DIR are scored again without retraining. Prints a Markdown
 table (per seed, median, mean) for docs/mouth.md.
@@ -26,10 +26,10 @@ from pathlib import Path
 TRAIN_SCALES = (0.6, 1.4, 0.8, 1.2, 1.0)  # bass, baritone, tenor, alto, soprano
 UNSEEN_SCALES = (0.85, 1.15)
 RUNS = {  # run-folder prefix: (table label, --set overrides)
-    "base": ("baseline (mouth-tiny)", []),
+    "base": ("baseline (mouth-tiny, model.speaker_gain=false)", ["model.speaker_gain=false"]),
     "gain": ("speaker gain (model.speaker_gain=true), inferred without gain", ["model.speaker_gain=true"]),
     "gain+avg": ("speaker gain, inferred with --average-gain", ["model.speaker_gain=true"]),
-    "noise": ("noise blocks (data.noise_block_p=0.2)", ["data.noise_block_p=0.2"]),
+    "noise": ("noise blocks (data.noise_block_p=0.2)", ["model.speaker_gain=false", "data.noise_block_p=0.2"]),
 }
 
 
