@@ -143,24 +143,24 @@ def test_convert_batches_chunks_with_one_shared_reference():
         vc.convert(x, lengths, torch.randn(2, 16, 8), torch.tensor([8, 8]), c, 2)
 
 
-def test_bf16_autocast_stays_close_to_float32():
-    """Under CPU bf16 autocast the score network runs in bf16 while the sampler state stays float32: outputs are
-    float32, finite and close to the float32 run (same noise)."""
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_autocast_stays_close_to_float32(dtype):
+    """Under CPU autocast the networks run in bf16 / fp16 while the sampler state and the loss stay float32:
+    outputs are float32, finite and close to the float32 run (same noise). Measured relative differences of the
+    converted mel: ~0.6 % (bf16), ~0.1 % (fp16)."""
     vc = tiny_vc(6)
     x, lengths = torch.randn(2, 16, 24), torch.tensor([24, 20])
     ref, ref_len, c = torch.randn(2, 16, 16), torch.tensor([16, 12]), torch.randn(2, 8)
     outs = {}
-    for name, dtype in (("fp32", None), ("bf16", torch.bfloat16)):
-        with torch.autocast("cpu", dtype=dtype or torch.bfloat16, enabled=dtype is not None):
+    for name, enabled in (("fp32", False), ("autocast", True)):
+        with torch.autocast("cpu", dtype=dtype, enabled=enabled):
             outs[name] = vc.convert(x, lengths, ref, ref_len, c, 3, generator=torch.Generator().manual_seed(2))[1]
             torch.manual_seed(3)
-            loss, _ = vc.train().compute_loss(x, lengths, x, c)
-            outs[name + "_loss"] = loss
-    assert outs["bf16"].dtype == torch.float32 and torch.isfinite(outs["bf16"]).all()
-    scale = outs["fp32"].abs().mean()
-    assert (outs["bf16"] - outs["fp32"]).abs().mean() < 0.05 * scale
-    assert outs["bf16_loss"].dtype == torch.float32
-    assert outs["bf16_loss"].item() == pytest.approx(outs["fp32_loss"].item(), rel=0.05)
+            outs[name + "_loss"] = vc.train().compute_loss(x, lengths, x, c)[0]
+    assert outs["autocast"].dtype == torch.float32 and torch.isfinite(outs["autocast"]).all()
+    assert (outs["autocast"] - outs["fp32"]).abs().mean() < 0.03 * outs["fp32"].abs().mean()
+    assert outs["autocast_loss"].dtype == torch.float32
+    assert outs["autocast_loss"].item() == pytest.approx(outs["fp32_loss"].item(), rel=0.05)
 
 
 def test_section_checks():
