@@ -1,6 +1,6 @@
 """`voxtool convert softvc` and the inference ladder on an untrained tiny chain (a random tiny HuBERT, random tiny
-acoustic models, Griffin-Lim): lengths, the batch rules, key-shift refusal, and click-free chunk boundaries.
-What conversion sounds like after training is tested in test_e2e.py and test_keyshift.py."""
+acoustic models, Griffin-Lim): lengths, the batch rules, key-shift refusal (chunk boundaries: test_chunking.py;
+a trained chain: test_e2e.py, the key shift: test_keyshift.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 
 from tests.conftest import run_voxtool, seeded
 from voxtool.errors import BadInput
-from voxtool.tasks.softvc import chunking, synth
+from voxtool.tasks.softvc import synth
 
 
 def tiny_chain(root, conditioning: str, stats: dict | None = None, seed: int = 0):
@@ -30,7 +30,7 @@ def tiny_chain(root, conditioning: str, stats: dict | None = None, seed: int = 0
     torch.manual_seed(seed)
     if not (root / "hubert.pt").exists():
         save_model_file(root / "hubert.pt", TASK, {"arch": TINY.model_dump()}, HubertSoft(TINY).state_dict())
-    cfg = load_config(SoftvcConfig, "softvc-tiny", [f"model.unit_dim={TINY.unit_dim}",
+    cfg = load_config(SoftvcConfig, "softvc-tiny", [f"model.unit_dim={TINY.unit_dim}", f"model.pitdyn_dim={TINY.unit_dim}",
                                                     f'model.conditioning="{conditioning}"'], task="softvc")
     save_model_file(root / f"{conditioning}.pt", "softvc", cfg.model_dump(mode="json"),
                     AcousticModel(cfg.model).state_dict(), {"stats": stats})
@@ -90,6 +90,28 @@ def test_key_needs_a_pitch_input(chain):
         check_key(25, "explicit")
 
 
+def test_pitdyn_key_shifts_what_the_pitch_hubert_hears(chain, tmp_path):
+    """pitdyn: --key N feeds the pitch HuBERT the source shifted by N semitones (WORLD); the content and dynamics
+    streams hear the source unchanged. Without the two stream HuBERTs the model is refused."""
+    from voxtool.encoders.hubert import content_units, load_content_encoder
+    from voxtool.pitch.world import pitch_shift_world
+    from voxtool.tasks.softvc.infer import load_model, model_input
+
+    hubert, pitdyn = tiny_chain(tmp_path, "pitdyn")
+    with pytest.raises(BadInput, match="--pitch-units"):
+        load_model(pitdyn, hubert, "griffinlim", device="cpu")
+    conv = load_model(pitdyn, hubert, "griffinlim", pitch_units=hubert, dynamics_units=hubert, device="cpu")
+    x, _ = sf.read(chain["src"] / "a.wav", dtype="float32")
+    x = x[: len(x) // 320 * 320]
+    plain, shifted = model_input(x, conv, 0), model_input(x, conv, 5)
+    d = shifted.shape[1] // 3
+    np.testing.assert_array_equal(plain[:, :d], shifted[:, :d])  # content units
+    np.testing.assert_array_equal(plain[:, 2 * d :], shifted[:, 2 * d :])  # dynamics units
+    expected = content_units(load_content_encoder(hubert), pitch_shift_world(x.astype(np.float64), 16000, 5))
+    np.testing.assert_allclose(shifted[:, d : 2 * d], expected[: len(plain)], atol=1e-5)
+    assert np.abs(shifted[:, d : 2 * d] - plain[:, d : 2 * d]).mean() > 1e-3
+
+
 def test_a_mismatched_content_encoder_is_refused(chain, tmp_path):
     from voxtool.encoders.hubert import HubertSoft
     from voxtool.encoders.hubert_checkpoint import TASK
@@ -101,62 +123,6 @@ def test_a_mismatched_content_encoder_is_refused(chain, tmp_path):
     save_model_file(tmp_path / "h48.pt", TASK, {"arch": wide.model_dump()}, HubertSoft(wide).state_dict())
     with pytest.raises(BadInput, match="48-d units"):
         load_model(chain["none"], tmp_path / "h48.pt", "griffinlim", device="cpu")
-
-
-def spectral_flux(wav: np.ndarray, n_fft: int = 512, hop: int = 160) -> np.ndarray:
-    """(T,) -> (frames - 1,) RMS difference of log-magnitude spectra between neighbouring STFT frames."""
-    spec = torch.stft(torch.from_numpy(np.ascontiguousarray(wav)), n_fft, hop, window=torch.hann_window(n_fft),
-                      return_complex=True).abs().numpy()
-    return np.sqrt(np.mean(np.diff(np.log(spec + 1e-4), axis=1) ** 2, axis=0))
-
-
-def boundary_flux(wav: np.ndarray, cuts: list[int], hop: int = 160, reach: int = 3) -> tuple[list[float], np.ndarray]:
-    """(the largest flux within `reach` frames of each cut, the flux of every other frame)."""
-    flux = spectral_flux(wav, hop=hop)
-    near = {k for c in cuts for k in range(c // hop - reach, c // hop + reach)}
-    ordinary = np.array([f for i, f in enumerate(flux) if i not in near])
-    return [float(flux[max(0, c // hop - reach) : c // hop + reach].max()) for c in cuts], ordinary
-
-
-def test_chunk_boundaries_do_not_click(chain):
-    """Continuous singing cut every 1.5-2.5 s: the flux at each cut stays within the ordinary frames' 99th
-    percentile. The same pieces converted without context and joined bare do click (the check can fail)."""
-    from voxtool.tasks.softvc.infer import convert_piece, load_model, predict
-
-    conv = fast(load_model(chain["none"], chain["hubert"], "griffinlim", device="cpu"), 8)
-    conv.min_seconds, conv.max_seconds, conv.context_seconds = 1.5, 2.5, 0.5
-    phones, melody = synth.corpus_item(seeded(5), 0, 6.0)
-    x = synth.render(phones, melody, synth.voice(0), noise_seed=1)
-    chunks = chunking.plan_chunks(x, 16000, 1.5, 2.5, 0.5)
-    cuts = [c.start for c in chunks[1:]]
-    assert len(cuts) >= 2
-    y, _ = predict(x, 16000, conv)
-    assert len(y) == len(x)
-    at_cuts, ordinary = boundary_flux(y, cuts)
-    limit = float(np.percentile(ordinary, 99))
-    assert max(at_cuts) <= limit, (at_cuts, limit)
-    bare = np.concatenate([convert_piece(x[c.start : c.end], conv) for c in chunks])
-    bare_cuts, bare_ordinary = boundary_flux(bare, cuts)
-    assert max(bare_cuts) > float(np.percentile(bare_ordinary, 99))
-
-
-def test_plan_chunks_cuts_in_pauses_and_covers_everything():
-    rng = np.random.default_rng(seeded(3))
-    x = (0.1 * rng.standard_normal(16000 * 40)).astype(np.float32)
-    pauses = [(11.0, 11.3), (23.5, 23.8), (33.0, 33.2)]
-    for a, b in pauses:
-        x[int(a * 16000) : int(b * 16000)] *= 1e-3
-    chunks = chunking.plan_chunks(x, 16000, 8.0, 16.0, 1.0)
-    assert chunks[0].start == 0 and chunks[-1].end == len(x)
-    for prev, nxt in zip(chunks, chunks[1:]):
-        assert prev.end == nxt.start and nxt.start % 320 == 0
-        assert nxt.lo == nxt.start - 16000 and prev.hi == prev.end + 16000
-        assert any(a * 16000 <= nxt.start <= b * 16000 for a, b in pauses), nxt.start / 16000
-    assert all(8 * 16000 <= c.end - c.start <= 16 * 16000 for c in chunks[:-1])
-    fader = chunking.CrossFader()
-    joined = np.concatenate([p for c in chunks for p in fader.push(c, x[c.lo : c.hi])] + list(fader.flush()))
-    np.testing.assert_allclose(joined, x, atol=1e-6)  # identical pieces cross-fade back into the input
-    assert chunking.plan_chunks(x[:16000], 16000) == [chunking.Chunk(0, 16000, 0, 16000)]
 
 
 def test_cli_convert_folder_rates_and_batch_rules(chain, tmp_path):
