@@ -7,9 +7,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from voxtool.encoders.hubert import HubertSoft, content_units
+from voxtool.encoders.hubert import HubertSoft, compute_mask, content_units
 from voxtool.encoders.hubert_settings import PUBLISHED, TINY, HubertArch
-from voxtool.tasks.softvc.hubert_train import compute_mask
 
 
 @pytest.fixture(scope="module")

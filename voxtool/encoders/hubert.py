@@ -140,6 +140,23 @@ class HubertSoft(nn.Module):
         return self.encode(self.pad(wav), layer=layer)
 
 
+def compute_mask(rng: np.random.Generator, batch: int, frames: int, prob: float, length: int,
+                 min_masks: int) -> np.ndarray:
+    """(batch, frames) bool: bshall's `_compute_mask` with a numpy rng (so a step's mask follows its seed): every
+    row gets max(int(prob * frames / length + U(0, 1)), min_masks) spans of `length` frames (fewer when they do not
+    fit), starts drawn without replacement; spans may overlap."""
+    spans = max(int(prob * frames / length + rng.random()), min_masks)
+    if spans * length > frames:
+        spans = frames // length
+    mask = np.zeros((batch, frames), dtype=bool)
+    if spans == 0:
+        return mask
+    for row in range(batch):
+        starts = rng.choice(frames - length + 1, size=spans, replace=False)
+        mask[row, (starts[:, None] + np.arange(length)[None]).ravel()] = True
+    return mask
+
+
 def frames_for(samples: int) -> int:
     """Unit frames HubertSoft.units gives for `samples` samples."""
     return samples // HOP

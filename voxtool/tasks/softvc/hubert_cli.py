@@ -50,6 +50,10 @@ def train_hubert_soft(
             raise BadInput(None, f"--targets: {e}") from None
         overrides.append(f'targets.kind="{targets}"')
     if clusters is not None:
+        if targets in ("pitch", "dynamics"):
+            from voxtool import console
+
+            console.log(f"--clusters {clusters} is ignored with --targets {targets}: the labels are the bins")
         overrides.append(f"targets.clusters={clusters}")
     if init is not None:
         overrides.append(f'init="{resolve_model_path(init).resolve().as_posix()}"')

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from voxtool import console, distributed
-from voxtool.encoders.hubert import PAD, HubertSoft
+from voxtool.encoders.hubert import PAD, HubertSoft, compute_mask
 from voxtool.encoders.hubert_checkpoint import TASK, read_hubert_state
 from voxtool.encoders.hubert_settings import HOP
 from voxtool.errors import BadInput
@@ -34,21 +34,6 @@ from voxtool.training.modelfile import load_weights
 from voxtool.training.task import RunEnv, StepContext, TrainTask
 
 IGNORE = -100  # label of padding frames (no loss)
-
-
-def compute_mask(rng: np.random.Generator, batch: int, frames: int, prob: float, length: int,
-                 min_masks: int) -> np.ndarray:
-    """(batch, frames) bool: bshall's span mask, every row with the same number of spans of `length` frames."""
-    spans = max(int(prob * frames / length + rng.random()), min_masks)
-    if spans * length > frames:
-        spans = frames // length
-    mask = np.zeros((batch, frames), dtype=bool)
-    if spans == 0:
-        return mask
-    for row in range(batch):
-        starts = rng.choice(frames - length + 1, size=spans, replace=False)
-        mask[row, (starts[:, None] + np.arange(length)[None]).ravel()] = True
-    return mask
 
 
 class HubertItems:
@@ -131,22 +116,25 @@ class HubertSoftTask(TrainTask):
         return json.dumps(what, sort_keys=True)
 
     def _targets(self, init_state: dict | None, arch) -> Targets:
+        """The saved targets when `targets.file` holds ones of the same recipe, else computed (and saved). With
+        several ranks, rank 0 does this and the others read its file after a barrier (every rank passes it)."""
         fingerprint = self._fingerprint()
         path = Path(self.config.targets.file) if self.config.targets.file else None
-        if path is not None and path.is_file():
-            saved = Targets.load(path)
-            if saved.fingerprint == fingerprint:
-                console.log(f"targets: {self.config.targets.kind} read from {path}")
-                return saved
-        if path is not None and not self.env.is_rank0:
-            distributed.barrier()  # rank 0 computes and saves; the others read the same labels
-            return Targets.load(path)
-        targets = self._compute(init_state, arch, fingerprint)
-        if path is not None:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            targets.save(path)
-            distributed.barrier()
-        return targets
+        if path is None:
+            return self._compute(init_state, arch, fingerprint)
+        targets = None
+        if self.env.is_rank0:
+            if path.is_file():
+                saved = Targets.load(path)
+                if saved.fingerprint == fingerprint:
+                    console.log(f"targets: {self.config.targets.kind} read from {path}")
+                    targets = saved
+            if targets is None:
+                targets = self._compute(init_state, arch, fingerprint)
+                path.parent.mkdir(parents=True, exist_ok=True)
+                targets.save(path)
+        distributed.barrier()
+        return targets if targets is not None else Targets.load(path)
 
     def _compute(self, init_state: dict | None, arch, fingerprint: str) -> Targets:
         sets = [(self.train_set, i) for i in range(len(self.train_set))] + \
