@@ -237,13 +237,16 @@ def test_non_finite_in_a_preset_file_and_on_the_cli(tmp_path, toy_cfg, capsys):
 
 
 def _task_configs():
+    from voxtool.tasks.diffvc.config import DiffvcConfig, DiffvcEncoderConfig
     from voxtool.tasks.hifigan.config import HifiganConfig
     from voxtool.tasks.mouth.config import MouthConfig, MouthSSLConfig
     from voxtool.tasks.pinyin.config import PinyinConfig
     from voxtool.tasks.rmvpe.config import RmvpeConfig
+    from voxtool.tasks.softvc.config import HubertSoftConfig, SoftvcConfig
 
     return {"mouth": MouthConfig, "mouth-ssl": MouthSSLConfig, "pinyin": PinyinConfig, "rmvpe": RmvpeConfig,
-            "hifigan": HifiganConfig}
+            "hifigan": HifiganConfig, "softvc": SoftvcConfig, "hubert-soft": HubertSoftConfig,
+            "diffvc": DiffvcConfig, "diffvc-encoder": DiffvcEncoderConfig}
 
 
 def _numeric_leaves(model_cls, prefix=()):
@@ -288,7 +291,8 @@ def _nested(path, value):
     return out
 
 
-@pytest.mark.parametrize("task", ["mouth", "mouth-ssl", "pinyin", "rmvpe"])
+@pytest.mark.parametrize("task", ["mouth", "mouth-ssl", "pinyin", "rmvpe", "hifigan", "softvc", "hubert-soft",
+                                  "diffvc", "diffvc-encoder"])
 def test_every_number_of_every_task_config_has_a_range(task):
     """Absurdly large or negative values of any numeric field are refused at validation, naming the field."""
     from pydantic import ValidationError
