@@ -12,21 +12,21 @@ needs a C compiler; `webrtcvad-wheels` provides the same `webrtcvad` module preb
 
     pip install webrtcvad-wheels && pip install --no-deps resemblyzer
 
-(voxtool itself needs `webrtcvad` for the silence trimming, and resemblyzer only for its weights file.)
+(voxtool needs `webrtcvad` for the silence trimming and resemblyzer only for its weights file.)
 
 Pipeline (RTVC `encoder/audio.py` + `encoder/inference.py`, the code DiffVC copied):
 1. resample to 16 kHz (soxr HQ, as librosa >= 0.10 does), normalise the volume to -30 dBFS, increase only;
-2. trim long silences: webrtcvad mode 3 on 30 ms windows, moving average of width 8, rounded, dilated by
-   6 windows each side (`vad_max_silence_length` + 1 = 7-wide structuring element);
+2. trim long silences: webrtcvad mode 3 on 30 ms windows, moving average of width 8, rounded, dilated by a
+   7-window structuring element (`vad_max_silence_length` + 1, so 3 windows each side);
 3. 40-mel power spectrogram, n_fft 400 (25 ms), hop 160 (10 ms), Hann, centred STFT, Slaney mel 0-8 kHz;
 4. partials of 160 frames with a step of 80 (50 % overlap); the last one is kept if the waveform covers at
    least 75 % of it (the waveform is zero-padded to the end of the last partial); at least one partial;
 5. LSTM(40 -> 256, 3 layers) -> final hidden state of the top layer -> Linear(256, 256) -> ReLU -> L2 norm,
    all partials in one batch; the utterance d-vector is the L2-normalised mean of the partial d-vectors.
 
-STFT padding: DiffVC computed its d-vectors with librosa 0.6, whose centred STFT pads by reflection; librosa >=
-0.10 (and so resemblyzer today) pads with zeros. `pad_mode="reflect"` (default) reproduces DiffVC's training
-embeddings, `pad_mode="constant"` today's resemblyzer; they differ only in the first and last frame.
+STFT padding: DiffVC used librosa 0.6, whose centred STFT pads by reflection; librosa >= 0.10 (so resemblyzer
+today) pads with zeros. `pad_mode="reflect"` (default) reproduces DiffVC's training embeddings, "constant" today's
+resemblyzer; only the first and last frame differ (d-vectors by up to ~4e-3 per dimension).
 """
 
 from __future__ import annotations
@@ -84,15 +84,13 @@ def slaney_mel_filters(sr: int = SAMPLE_RATE, n_fft: int = N_FFT, n_mels: int = 
     -> float32 [n_mels, n_fft // 2 + 1]. Written out so that embedding needs no librosa import."""
     fmax = sr / 2 if fmax is None else fmax
 
-    def hz_to_mel(f: np.ndarray) -> np.ndarray:
-        f = np.asarray(f, dtype=np.float64)
-        f_sp, min_log_hz = 200.0 / 3, 1000.0
-        min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-        return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
+    f_sp, min_log_hz, logstep = 200.0 / 3, 1000.0, np.log(6.4) / 27.0  # Slaney: linear below 1 kHz, log above
+    min_log_mel = min_log_hz / f_sp
+
+    def hz_to_mel(f: float) -> np.ndarray:
+        return np.where(f >= min_log_hz, min_log_mel + np.log(max(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
 
     def mel_to_hz(m: np.ndarray) -> np.ndarray:
-        f_sp, min_log_hz = 200.0 / 3, 1000.0
-        min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
         return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
 
     fft_freqs = np.fft.rfftfreq(n_fft, 1.0 / sr)

@@ -9,6 +9,7 @@ The speaker is the folder, never a filename prefix (DiffVC's `<speaker>_` file n
   mic2 by default, as DiffVC) or `DIR/wav48/<pXXX>/<pXXX>_<nnn>.wav` (VCTK 0.80); DIR may be the wav folder itself.
 
 Item names are the file stems, made unique within a speaker by prefixing sub-folder names where two stems clash.
+`TextGridIndex` finds each utterance's alignment in a TextGrid folder (MFA mirrors the corpus tree).
 """
 
 from __future__ import annotations
@@ -139,6 +140,38 @@ def _one_microphone(files: list[tuple[Path, Path]], mic: str) -> tuple[list[tupl
 def rel_mic(rel: Path) -> str | None:
     m = MIC.search(rel.stem)
     return f"mic{m.group(1)}" if m else None
+
+
+class TextGridIndex:
+    """Finds an utterance's TextGrid: TG_DIR/<speaker>/<relative path>, TG_DIR/<speaker>/<stem>, then the one file
+    of that stem below a folder of the speaker, or outside every speaker's folder (a flat TG_DIR); a VCTK `_micN`
+    suffix is stripped as a last try. Never another speaker's file."""
+
+    def __init__(self, root: Path, speakers: list[str]):
+        if not root.is_dir():
+            raise BadInput(root, "--alignments folder not found")
+        self.root = root
+        self.speakers = set(speakers)
+        self.by_stem: dict[str, list[Path]] = {}
+        for p in sorted(root.rglob("*")):
+            if p.suffix.lower() == ".textgrid" and p.is_file():
+                self.by_stem.setdefault(p.stem, []).append(p)
+        if not self.by_stem:
+            raise BadInput(root, "no .TextGrid files in the --alignments folder")
+
+    def find(self, u: Utterance) -> Path | None:
+        for cand in (self.root / u.speaker / u.rel.with_suffix(".TextGrid"),
+                     self.root / u.speaker / f"{u.rel.stem}.TextGrid"):
+            if cand.is_file():
+                return cand
+        for stem in (u.rel.stem, MIC.sub("", u.rel.stem)):
+            hits = self.by_stem.get(stem, [])
+            mine = [h for h in hits if u.speaker in h.relative_to(self.root).parts[:-1]]
+            # a flat folder's file, never one inside another speaker's folder
+            flat = [h for h in hits if not set(h.relative_to(self.root).parts[:-1]) & self.speakers]
+            if len(mine) == 1 or (not mine and len(flat) == 1):
+                return (mine or flat)[0]
+        return None
 
 
 def split_speakers(speakers: list[str], unseen: list[str] | None, unseen_fraction: float, seed: int) -> set[str]:

@@ -27,7 +27,7 @@ import numpy as np
 
 from voxtool.errors import BadInput, VoxtoolError
 from voxtool.tasks.diffvc import avg_voice
-from voxtool.tasks.diffvc.corpus import MIC, Corpus, Utterance, discover, split_speakers, split_valid
+from voxtool.tasks.diffvc.corpus import Corpus, TextGridIndex, Utterance, discover, split_speakers, split_valid
 
 DATASET_FORMAT = "voxtool-diffvc-dataset"
 FORMAT_VERSION = 1
@@ -58,37 +58,6 @@ class PrepSummary:
     splits: dict[str, int]
     seconds: float
     skipped: list[tuple[str, str]] = field(default_factory=list)
-
-
-class TextGridIndex:
-    """Finds an utterance's TextGrid: TG_DIR/<speaker>/<relative path>, TG_DIR/<speaker>/<stem>, then the one file
-    of that stem below a folder of the speaker, or outside every speaker's folder (a flat TG_DIR); a VCTK `_micN`
-    suffix is stripped as a last try. Never another speaker's file."""
-
-    def __init__(self, root: Path, speakers: list[str]):
-        if not root.is_dir():
-            raise BadInput(root, "--alignments folder not found")
-        self.root = root
-        self.speakers = set(speakers)
-        self.by_stem: dict[str, list[Path]] = {}
-        for p in sorted(root.rglob("*")):
-            if p.suffix.lower() == ".textgrid" and p.is_file():
-                self.by_stem.setdefault(p.stem, []).append(p)
-        if not self.by_stem:
-            raise BadInput(root, "no .TextGrid files in the --alignments folder")
-
-    def find(self, u: Utterance) -> Path | None:
-        for cand in (self.root / u.speaker / u.rel.with_suffix(".TextGrid"), self.root / u.speaker / f"{u.rel.stem}.TextGrid"):
-            if cand.is_file():
-                return cand
-        for stem in (u.rel.stem, MIC.sub("", u.rel.stem)):
-            hits = self.by_stem.get(stem, [])
-            mine = [h for h in hits if u.speaker in h.relative_to(self.root).parts[:-1]]
-            # a flat folder's file, never one inside another speaker's folder
-            flat = [h for h in hits if not set(h.relative_to(self.root).parts[:-1]) & self.speakers]
-            if len(mine) == 1 or (not mine and len(flat) == 1):
-                return (mine or flat)[0]
-        return None
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
