@@ -75,6 +75,11 @@ def test_splits(diffvc_phone_dataset):
     assert len(valid) == round(0.2 * len(train + valid))
     assert all((diffvc_phone_dataset / e).is_file() for e in train + valid + unseen)
     assert ds.meta["speakers"][UNSEEN]["split"] == "unseen" and ds.meta["splits"]["unseen"] == N_UTTS
+    from voxtool.tasks.diffvc.data import DiffvcItems  # the training side reads what prep wrote
+
+    for split, n in (("train", len(train)), ("unseen", N_UTTS)):
+        items = DiffvcItems(diffvc_phone_dataset, split, 80, with_avg=True)
+        assert len(items) == n and items[0].avg_mel.shape == items[0].mel.shape
     names = [f"s{k}" for k in range(10)]
     assert corpus.split_speakers(names, None, 0.3, 5) == corpus.split_speakers(names, None, 0.3, 5)
     assert len(corpus.split_speakers(names, None, 0.3, 5)) == 3
@@ -166,3 +171,19 @@ def test_corpus_layouts(tmp_path):
     assert c.layout == "folders" and c.speakers == ["anna"]
     assert sorted(u.name for u in c.utterances) == ["a_take", "b_take", "solo"]  # clashing stems made unique
     assert c.ignored == [(str(tmp_path / "F" / "loose.wav"), "not inside a speaker folder")]
+
+
+def test_workers_and_reruns_give_the_same_dataset(tmp_path):
+    from voxtool.tasks.diffvc.prep import PrepOptions, prepare
+
+    c = _tiny_corpus(tmp_path)
+    for name, workers in (("one", 1), ("two", 2), ("two", 2)):  # the last one re-runs into a finished dataset
+        prepare(c.root, tmp_path / name, PrepOptions(alignments=tmp_path / "tg", workers=workers, valid_fraction=0.3))
+    meta = [json.loads((tmp_path / n / "dataset.json").read_text()) for n in ("one", "two")]
+    assert meta[0]["unit_stats"] == meta[1]["unit_stats"] and meta[0]["splits"] == meta[1]["splits"]
+    for n in ("train", "valid", "unseen"):
+        assert (tmp_path / "one" / f"{n}.txt").read_text() == (tmp_path / "two" / f"{n}.txt").read_text()
+    for path in sorted((tmp_path / "one" / "items").rglob("*.npz")):
+        a, b = np.load(path), np.load(tmp_path / "two" / path.relative_to(tmp_path / "one"))
+        for key in a.files:
+            np.testing.assert_array_equal(a[key], b[key])

@@ -18,6 +18,7 @@ written atomically and dataset.json last: a killed run leaves no dataset.json (r
 from __future__ import annotations
 
 import io
+import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -77,7 +78,7 @@ def _read_npz(path: Path) -> dict[str, np.ndarray]:
 class _Prep:
     """State shared by the passes (the models are read-only, so the worker threads share them)."""
 
-    def __init__(self, corpus: Corpus, out: Path, opts: PrepOptions):
+    def __init__(self, corpus: Corpus, out: Path, opts: PrepOptions, unseen: set[str]):
         from voxtool.encoders.ge2e import load_ge2e
         from voxtool.vocoders.mel import MEL_22K_JIK876, VocoderLogMel
 
@@ -87,6 +88,14 @@ class _Prep:
         self.ge2e = load_ge2e()
         self.tg = TextGridIndex(opts.alignments, corpus.speakers) if opts.avg_units == "phones" else None
         self.sample_per_item = max(1, MAX_CLUSTER_FRAMES // len(corpus.utterances))
+        self.unseen = unseen
+        self.stats = avg_voice.UnitStats(self.settings.n_mels)  # gathered as items are done, not kept per item
+        self._lock = threading.Lock()
+
+    def gather(self, u: Utterance, segments: list[avg_voice.Segment], medians: np.ndarray) -> None:
+        if u.speaker not in self.unseen:  # statistics of the seen speakers only
+            with self._lock:
+                self.stats.add(segments, medians)
 
     def path(self, u: Utterance) -> Path:
         return self.out / u.item
@@ -125,7 +134,7 @@ class _Prep:
         result: dict = {"utt": u, "frames": mel.shape[1], "seconds": len(wav) / sr, "embed": embed}
         if self.tg is not None:
             segments = self.segments_of(u, mel.shape[1])
-            result["segments"], result["medians"] = segments, avg_voice.segment_medians(mel, segments)
+            self.gather(u, segments, avg_voice.segment_medians(mel, segments))
         else:  # the speaker's feature moments, and a seeded sample of frames for the clustering
             feats = avg_voice.mfcc_features(mel).astype(np.float64)
             result["moments"] = (feats.sum(0), np.square(feats).sum(0), len(feats))
@@ -138,10 +147,10 @@ class _Prep:
         feats = norm.apply(u.speaker, avg_voice.mfcc_features(mel))
         return avg_voice.unit_runs(km.predict(feats))
 
-    def kmeans_stats(self, u: Utterance, norm: avg_voice.SpeakerNorm, km) -> tuple[list, np.ndarray]:
+    def kmeans_stats(self, u: Utterance, norm: avg_voice.SpeakerNorm, km) -> None:
         mel = _read_npz(self.path(u))["mel"]
         segments = self.units_of(u, mel, norm, km)
-        return segments, avg_voice.segment_medians(mel, segments)
+        self.gather(u, segments, avg_voice.segment_medians(mel, segments))
 
     def final_pass(self, u: Utterance, vectors: dict, spk_embed: np.ndarray, norm=None, km=None) -> None:
         item = _read_npz(self.path(u))
@@ -191,7 +200,7 @@ def prepare(corpus_dir: Path, out: Path, opts: PrepOptions, advance: Callable | 
     ensure_output_dir(out)
     for stale in ("dataset.json", "train.txt", "valid.txt", "unseen.txt"):  # a re-run is unfinished until the end
         (out / stale).unlink(missing_ok=True)
-    state = _Prep(corpus, out, opts)
+    state = _Prep(corpus, out, opts, unseen)
     skipped: list[tuple[str, str]] = list(corpus.ignored)
     done = _run(state.first_pass, corpus.utterances, opts, advance, skipped)
     if not done:
@@ -199,20 +208,15 @@ def prepare(corpus_dir: Path, out: Path, opts: PrepOptions, advance: Callable | 
     seen_done = [r for r in done if r["utt"].speaker not in unseen]
     if not seen_done:
         raise VoxtoolError("every usable utterance belongs to an unseen speaker; nothing to train on")
-    stats = avg_voice.UnitStats(state.settings.n_mels)
+    stats = state.stats
     norm = km = None
-    if state.tg is not None:
-        for r in seen_done:
-            stats.add(r["segments"], r["medians"])
-    else:
+    if state.tg is None:
         norm = avg_voice.SpeakerNorm()
         for r in done:
             norm.add_moments(r["utt"].speaker, *r.pop("moments"))
         sample = [norm.apply(r["utt"].speaker, r["sample"]) for r in seen_done]
         km = avg_voice.fit_units(np.concatenate(sample), opts.clusters, opts.seed)
-        for segments, medians in _run(lambda u: state.kmeans_stats(u, norm, km), [r["utt"] for r in seen_done],
-                                      opts, advance):
-            stats.add(segments, medians)
+        _run(lambda u: state.kmeans_stats(u, norm, km), [r["utt"] for r in seen_done], opts, advance)
     vectors = stats.vectors()
 
     seen_items = [r["utt"].item for r in seen_done]
