@@ -169,7 +169,8 @@ def test_convert_cli_refuses_bad_options(random_model, tmp_path, args, message):
     ref = opts.pop("--ref", base["--ref"])
     ref = str(tmp_path / ref) if ref == "missing.wav" else ref
     proc = run_voxtool("convert", "diffvc", str(tmp_path / "in.wav"), "--ref", ref, "--model", str(random_model),
-                       "--out", str(tmp_path / "out"), *[x for kv in opts.items() for x in kv])
+                       "--vocoder", "griffinlim", "--out", str(tmp_path / "out"),
+                       *[x for kv in opts.items() for x in kv])
     assert proc.returncode == 2 and message in proc.stderr, proc.stderr
     assert not (tmp_path / "out").exists()
 

@@ -53,7 +53,7 @@ def convert(
                                                     "files (their d-vectors are averaged).")],
     model: ModelOpt,
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .wav (one input) or folder.")],
-    vocoder: VocoderOpt = "griffinlim",
+    vocoder: VocoderOpt,
     preset: PresetOpt = None,
     steps: StepsOpt = 6,
     sampler: SamplerOpt = "ml",
