@@ -132,6 +132,12 @@ def test_missing_wheel_names_the_install_route(monkeypatch):
         ge2e.load_ge2e()
 
 
+def test_missing_webrtcvad_names_the_install_route(monkeypatch):
+    monkeypatch.setitem(sys.modules, "webrtcvad", None)  # import webrtcvad -> ImportError
+    with pytest.raises(VoxtoolError, match="needs webrtcvad; install it with: pip install webrtcvad-wheels"):
+        ge2e.trim_long_silences(np.zeros(16000, dtype=np.float32))
+
+
 def test_embedding_imports_neither_resemblyzer_nor_librosa():
     code = ("import sys, numpy as np\nfrom voxtool.encoders.ge2e import load_ge2e\n"
             "rng = np.random.default_rng(0)\nd = load_ge2e().embed_utterance(0.1 * rng.standard_normal(40000), 16000)\n"

@@ -126,7 +126,10 @@ def normalize_volume(wav: np.ndarray, target_dbfs: float = NORM_TARGET_DBFS) -> 
 
 def trim_long_silences(wav: np.ndarray) -> np.ndarray:
     """RTVC's webrtcvad trim at 16 kHz: (N,) float -> (M,) with M <= N, whole 30 ms windows kept or dropped."""
-    import webrtcvad
+    try:
+        import webrtcvad
+    except ImportError:
+        raise VoxtoolError(f"the GE2E silence trimming needs webrtcvad; install it with: {INSTALL_ROUTE}") from None
 
     window = VAD_WINDOW_MS * SAMPLE_RATE // 1000
     wav = wav[: len(wav) - len(wav) % window]
