@@ -103,15 +103,15 @@ def _accompaniment(rng: np.random.Generator, n: int) -> np.ndarray:
     return out / (np.abs(out).max() + 1e-12)
 
 
-def voicing_clip(rng: np.random.Generator, seconds: float = 3.0, f_lo: float = 110.0, f_hi: float = 660.0
-                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def voicing_clip(rng: np.random.Generator, seconds: float = 3.0, f_lo: float = 110.0, f_hi: float = 660.0,
+                 backing: tuple[float, float] = (0.1, 0.3)) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Sung notes separated by unvoiced spans of three known kinds -> (voice [N], accompaniment [N] float32,
     f0 [T] Hz on the 10 ms grid (0 = unvoiced), kind [T] int8: VOICED, SILENCE, BREATH or ACCOMPANIMENT).
 
     Notes (0.3-0.8 s, one pitch each with a glide and vibrato) alternate with gaps (0.2-0.5 s) that are, in a
     shuffled cycle, silent, a breath (band-limited hiss in the voice track) or accompaniment only (chords or a
     clarinet-like lead line in the accompaniment track, no voice). Half of the notes are sung over accompaniment too, so accompaniment alone is
-    not a voicing cue."""
+    not a voicing cue; its peak under a note is U(`backing`) (the voice's is U(0.2, 0.5))."""
     n = int(seconds * SR)
     voice = np.zeros(n)
     acc = np.zeros(n)
@@ -139,7 +139,7 @@ def voicing_clip(rng: np.random.Generator, seconds: float = 3.0, f_lo: float = 1
             voice[span] = rng.uniform(0.2, 0.5) * tone / np.abs(tone).max() * env
             kind[span], f0[span] = VOICED, pitch
             if rng.random() < 0.5:
-                acc[span] = rng.uniform(0.1, 0.3) * _accompaniment(rng, m)
+                acc[span] = rng.uniform(*backing) * _accompaniment(rng, m)
         else:
             if not gaps:
                 gaps = list(rng.permutation([SILENCE, BREATH, ACCOMPANIMENT]))
@@ -154,16 +154,17 @@ def voicing_clip(rng: np.random.Generator, seconds: float = 3.0, f_lo: float = 1
     return voice.astype(np.float32), acc.astype(np.float32), f0[frames].astype(np.float32), kind[frames]
 
 
-def write_voicing_dataset(root: Path, n_train: int, n_test: int, seed: int = 0, seconds: float = 3.0) -> Path:
+def write_voicing_dataset(root: Path, n_train: int, n_test: int, seed: int = 0, seconds: float = 3.0,
+                          **clip_options) -> Path:
     """``root/{train,test}/clip_i.wav`` (stereo: left accompaniment, right voice, as MIR-1K) + ``clip_i.csv``
-    (time,f0) from `voicing_clip`; each clip's frame kinds go to ``root/kinds/clip_i.npy`` (outside the
+    (time,f0) from `voicing_clip` (`clip_options` go to it); each clip's frame kinds go to ``root/kinds/clip_i.npy`` (outside the
     prep tree, where a .npy would be read as a label)."""
     rng = np.random.default_rng(seed)
     (root / "kinds").mkdir(parents=True, exist_ok=True)
     for split, count in (("train", n_train), ("test", n_test)):
         (root / split).mkdir(parents=True, exist_ok=True)
         for i in range(count):
-            voice, acc, f0, kind = voicing_clip(rng, seconds)
+            voice, acc, f0, kind = voicing_clip(rng, seconds, **clip_options)
             name = f"{split}_clip{i:03d}"
             sf.write(root / split / f"{name}.wav", np.stack([acc, voice], axis=1), SR)
             rows = "\n".join(f"{j * HOP_S:.3f},{v:.4f}" for j, v in enumerate(f0))
