@@ -76,13 +76,13 @@ class DiffVC(nn.Module):
         equal crops); c [B, spk_embed_dim] d-vectors. Any F works (padded to the U-Net's multiple inside).
         Details: `prior_mse`, the masked MSE of the average voice to the target (what the decoder has to add).
         """
-        mask = sequence_mask(x_lengths, x.shape[-1]).unsqueeze(1).to(x.dtype)
+        mask = sequence_mask(x_lengths.to(x.device), x.shape[-1]).unsqueeze(1).to(x.dtype)
         if x_ref_lengths is None:
             if x_ref.shape[-1] != x.shape[-1]:
                 raise ValueError(f"x_ref has {x_ref.shape[-1]} frames and x {x.shape[-1]}: give x_ref_lengths")
             ref_mask = mask
         else:
-            ref_mask = sequence_mask(x_ref_lengths, x_ref.shape[-1]).unsqueeze(1).to(x_ref.dtype)
+            ref_mask = sequence_mask(x_ref_lengths.to(x_ref.device), x_ref.shape[-1]).unsqueeze(1).to(x_ref.dtype)
         # the original leaves the frozen encoder's dropout on in decoder training (DecoderSection.prior_dropout)
         with _mode(self.encoder, self.training and self.decoder_cfg.prior_dropout):
             mean = self.average_voice(x, mask)
@@ -116,8 +116,8 @@ class DiffVC(nn.Module):
         x_ref_lengths = _batch_to(x_ref_lengths.reshape(-1), batch, "x_ref_lengths")
         c = _batch_to(c, batch, "c")
         with _mode(self, False):
-            mask = sequence_mask(x_lengths, frames).unsqueeze(1).float()
-            ref_mask = sequence_mask(x_ref_lengths, x_ref.shape[-1]).unsqueeze(1).float()
+            mask = sequence_mask(x_lengths.to(x.device), frames).unsqueeze(1).float()
+            ref_mask = sequence_mask(x_ref_lengths.to(x.device), x_ref.shape[-1]).unsqueeze(1).float()
             x = x.float()
             mean = self.average_voice(x, mask)
             # one reference shared by all chunks: encode it once
