@@ -236,15 +236,18 @@ def _fade_weights(start: int, end: int, frames: int, overlap: int) -> np.ndarray
 
 
 def convert_mel(mel: np.ndarray, reference: Reference, converter: Converter, steps: int = DEFAULT_STEPS,
-                sampler: str = "ml", seed: int = 0, return_prior: bool = False):
+                sampler: str = "ml", seed: int = 0, return_prior: bool = False, temperature: float = 1.0):
     """Source log-mel (80, F) -> converted log-mel (80, F) (and, with `return_prior`, the diffused average-voice
-    mean (80, F) the sampler started from). Chunked and batched as the module doc says."""
+    mean (80, F) the sampler started from). Chunked and batched as the module doc says. `temperature` > 1 shrinks
+    the start noise (N(0, I) / temperature; Grad-TTS samples with 1.5); 1 is DiffVC's own."""
     from voxtool.devices import autocast
 
     if sampler not in SAMPLERS:
         raise BadInput(None, f"sampler '{sampler}': choose {', '.join(SAMPLERS)}")
     if not 1 <= steps <= MAX_STEPS:
         raise BadInput(None, f"steps {steps}: choose 1 to {MAX_STEPS}")
+    if not 0.1 <= temperature <= 10:
+        raise BadInput(None, f"temperature {temperature}: choose 0.1 to 10")
     frames = mel.shape[1]
     if frames < MIN_FRAMES:
         raise BadInput(None, f"input too short ({frames} mel frames; at least {MIN_FRAMES})")
@@ -266,7 +269,7 @@ def convert_mel(mel: np.ndarray, reference: Reference, converter: Converter, ste
         generator = torch.Generator(device=dev).manual_seed(seed * 100_003 + lo)  # repeatable per input and chunk
         with torch.inference_mode(), autocast(converter.device, converter.precision):
             mean, y = converter.vc.convert(x.to(dev), lengths.to(dev), ref, ref_lengths, embed, n_timesteps=steps,
-                                           sampler=sampler, generator=generator)
+                                           sampler=sampler, temperature=temperature, generator=generator)
         y, mean = y.float().cpu().numpy(), mean.float().cpu().numpy()
         for i, (s, e) in enumerate(group):
             w = _fade_weights(s, e, frames, OVERLAP_FRAMES)
