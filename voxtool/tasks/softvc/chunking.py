@@ -11,13 +11,15 @@ memory stays flat in the input's duration. A piece boundary must not click, so t
    the cut; both sides render the same stretch of audio there.
 
 All positions are in samples at 16 kHz and multiples of `hop` (320, one HuBERT unit), so every piece's units lie on
-the whole file's unit grid.
+the whole file's unit grid. `convert_in_pieces` drives a piece converter over a whole input; `write_stream` writes
+the stream to a file atomically, resampled on the fly (soxr), so neither holds the whole output.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -105,3 +107,55 @@ class CrossFader:
         if self.tail is not None:
             yield self.tail[: len(self.tail) // 2]
             self.tail = None
+
+
+def convert_in_pieces(audio: np.ndarray, convert: Callable[[np.ndarray], np.ndarray], min_seconds: float =
+                      DEFAULT_MIN_SECONDS, max_seconds: float = DEFAULT_MAX_SECONDS, context_seconds: float =
+                      DEFAULT_CONTEXT_SECONDS, sr: int = 16000, hop: int = HOP) -> Iterator[np.ndarray]:
+    """(T,) audio -> `convert`ed output (T,) in order: `convert` maps a piece (a multiple of `hop` samples, the
+    input zero-padded to whole hops) to as many output samples; pieces from `plan_chunks`, joined by `CrossFader`."""
+    total = len(audio)
+    padded = np.pad(np.asarray(audio, np.float32), (0, -total % hop))
+    fader, emitted = CrossFader(), 0
+    for chunk in plan_chunks(padded, sr, min_seconds, max_seconds, context_seconds, hop):
+        for part in fader.push(chunk, convert(padded[chunk.lo : chunk.hi])):
+            part = part[: total - emitted]
+            emitted += len(part)
+            yield part
+    for part in fader.flush():
+        part = part[: total - emitted]
+        emitted += len(part)
+        yield part
+
+
+def write_stream(dst: Path, parts: Iterable[np.ndarray], total: int, sr_in: int, sr_out: int,
+                 subtype: str = "PCM_16") -> int:
+    """Write mono `parts` (`total` samples at `sr_in`) to `dst` at `sr_out` (soxr's streaming resampler), clipped to
+    [-1, 1], atomically -> samples written: exactly round(total * sr_out / sr_in)."""
+    import soundfile as sf
+
+    from voxtool.fileio import atomic_path
+
+    want = int(round(total * sr_out / sr_in))
+    stream = None
+    if sr_out != sr_in:
+        import soxr
+
+        stream = soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality="HQ")
+    written = 0
+    with atomic_path(dst) as tmp, sf.SoundFile(str(tmp), "w", sr_out, 1, subtype=subtype,
+                                               format=Path(dst).suffix.lstrip(".").upper() or "WAV") as f:
+        def put(block: np.ndarray) -> None:
+            nonlocal written
+            block = block[: want - written]
+            f.write(np.clip(block, -1.0, 1.0))
+            written += len(block)
+
+        for part in parts:
+            put(stream.resample_chunk(np.asarray(part, np.float32), last=False) if stream is not None else part)
+        if stream is not None:
+            put(stream.resample_chunk(np.zeros(0, np.float32), last=True))
+        if written < want:  # the resampler's last block can fall a sample short
+            f.write(np.zeros(want - written, np.float32))
+            written = want
+    return written

@@ -165,21 +165,13 @@ def convert_piece(audio: np.ndarray, converter: Converter, key: float = 0.0) -> 
 
 
 def convert_stream(audio16: np.ndarray, converter: Converter, key: float = 0.0) -> Iterator[np.ndarray]:
-    """(T,) 16 kHz -> the converted (T,) in order, piece by piece (module doc); memory flat in T."""
+    """(T,) 16 kHz -> the converted (T,) in order, piece by piece (`chunking.convert_in_pieces`), in [-1, 1]."""
     check_key(key, converter.conditioning)
-    total = len(audio16)
-    if total < UNIT_HOP:
-        raise BadInput(None, f"too short to convert ({total} samples at 16 kHz; at least {UNIT_HOP})")
-    padded = np.pad(np.asarray(audio16, np.float32), (0, -total % UNIT_HOP))  # whole units
-    fader, emitted = chunking.CrossFader(), 0
-    chunks = chunking.plan_chunks(padded, SAMPLE_RATE, converter.min_seconds, converter.max_seconds,
-                                  converter.context_seconds, UNIT_HOP)
-    for chunk in chunks:
-        wav = convert_piece(padded[chunk.lo : chunk.hi], converter, key)
-        for part in fader.push(chunk, wav):
-            part = part[: total - emitted]
-            emitted += len(part)
-            yield np.clip(part, -1.0, 1.0)
+    if len(audio16) < UNIT_HOP:
+        raise BadInput(None, f"too short to convert ({len(audio16)} samples at 16 kHz; at least {UNIT_HOP})")
+    for part in chunking.convert_in_pieces(audio16, lambda piece: convert_piece(piece, converter, key),
+                                           converter.min_seconds, converter.max_seconds, converter.context_seconds):
+        yield np.clip(part, -1.0, 1.0)
 
 
 def predict(audio: np.ndarray, sr: int, converter: Converter, key: float = 0.0) -> tuple[np.ndarray, int]:
@@ -199,35 +191,10 @@ def predict_from_file(path: str | Path, converter: Converter, key: float = 0.0) 
 
 def write_converted(dst: Path, audio16: np.ndarray, converter: Converter, key: float = 0.0,
                     sample_rate: int = SAMPLE_RATE, subtype: str = "pcm16") -> int:
-    """Convert (T,) 16 kHz audio into `dst` (atomically, piece by piece, resampled with soxr when `sample_rate` is
-    not 16 kHz) -> samples written: round(T * sample_rate / 16000)."""
-    import soundfile as sf
-
-    from voxtool.fileio import atomic_path
-
-    want = int(round(len(audio16) * sample_rate / SAMPLE_RATE))
-    stream = None
-    if sample_rate != SAMPLE_RATE:
-        import soxr
-
-        stream = soxr.ResampleStream(SAMPLE_RATE, sample_rate, 1, dtype="float32", quality="HQ")
-    written = 0
-    with atomic_path(dst) as tmp, sf.SoundFile(str(tmp), "w", sample_rate, 1, subtype=SUBTYPES[subtype],
-                                               format=dst.suffix.lstrip(".").upper() or "WAV") as f:
-        def put(block: np.ndarray) -> None:
-            nonlocal written
-            block = block[: want - written]
-            f.write(np.clip(block, -1.0, 1.0))
-            written += len(block)
-
-        for part in convert_stream(audio16, converter, key):
-            put(stream.resample_chunk(part, last=False) if stream is not None else part)
-        if stream is not None:
-            put(stream.resample_chunk(np.zeros(0, np.float32), last=True))
-        if written < want:  # the resampler's last block can fall a sample short
-            f.write(np.zeros(want - written, np.float32))
-            written = want
-    return written
+    """Convert (T,) 16 kHz audio into `dst` atomically, piece by piece (resampled when `sample_rate` is not
+    16 kHz) -> samples written: round(T * sample_rate / 16000)."""
+    return chunking.write_stream(dst, convert_stream(audio16, converter, key), len(audio16), SAMPLE_RATE,
+                                 sample_rate, SUBTYPES[subtype])
 
 
 def predict_from_files_to_files(jobs: list, converter: Converter, key: float = 0.0, sample_rate: int = SAMPLE_RATE,
