@@ -4,7 +4,9 @@
 
 Data (`synthetic_dataset`): formant-synthesised singing (voxtool.tasks.softvc.synth) with melodies that move by up
 to 4 semitones per note over 110-330 Hz, written straight into the prepared-dataset layout of `voxtool prep softvc`
-(audio, the bshall mel, WORLD-harvest f0 and frame RMS as prep computes them, dataset.json with the bin statistics).
+(audio, the bshall mel, f0 and frame RMS, dataset.json with the bin statistics). The f0 of the data is the
+synthesiser's exact f0 by default (`--f0 known`: a perfect pitch tracker, and fast) or WORLD harvest as prep
+computes it (`--f0 harvest`).
 Stand-ins, stated in every printed table:
 - content units: the phone identity per 50 Hz frame, one-hot and smoothed over 3 frames (speaker-independent and
   pitch-free by construction: no HuBERT is involved, so `none` has no pitch information at all);
@@ -15,7 +17,7 @@ Each conditioning trains the `softvc-tiny` acoustic model on voice B for the sam
 held-out utterances of voice A (parallel content and melody) to B. Scores:
 - mel L1 of free-running generation against B's parallel rendition (held out; lower is better);
 - MCD with DTW to B's parallel rendition (dB, lower);
-- f0 of the output (Griffin-Lim audio of the generated mel, WORLD harvest at 20 ms) against the source's harvest f0:
+- f0 of the output (Griffin-Lim audio of the generated mel, WORLD harvest at 20 ms) against the source's f0:
   Pearson r of log-f0 on frames voiced in both and the median |error| in cents there;
 - pitch-bin and dynamics-bin accuracy of the output (its harvest f0 / frame RMS binned with the dataset statistics)
   against the source's bins (pitch on frames voiced in the source).
@@ -215,13 +217,14 @@ def source_vs_target(source: Path, target: Path) -> dict[str, float]:
     return {"mel_l1": float(np.mean([a for a, _ in rows])), "mcd": float(np.mean([b for _, b in rows]))}
 
 
-def run(steps: int, items: int, seed: int, work: Path) -> dict[str, dict[str, float]]:
+def run(steps: int, items: int, seed: int, work: Path, f0: str = "known") -> dict[str, dict[str, float]]:
     voice_a, voice_b = synth.voice(0), synth.voice(1)
-    items_a, items_b = synthetic_items(voice_a, items, seed), synthetic_items(voice_b, items, seed)
+    items_a, items_b = synthetic_items(voice_a, items, seed, f0=f0), synthetic_items(voice_b, items, seed, f0=f0)
     src, tgt = write_dataset(work / "A", items_a, seed=seed), write_dataset(work / "B", items_b, seed=seed)
     tgt_noisy = write_dataset(work / "B50", items_b, pitdyn_accuracy=0.5, seed=seed)
-    results = {"A unchanged": {**source_vs_target(src, tgt), "f0_r": 1.0, "cents": 0.0, "pitch_acc": 1.0,
-                               "dyn_acc": float("nan")}}
+    nan = float("nan")  # the f0 and bin columns compare an output with its source: not defined for A itself
+    results = {"A unchanged": {**source_vs_target(src, tgt), "f0_r": nan, "cents": nan, "pitch_acc": nan,
+                               "dyn_acc": nan}}
     for cond in CONDITIONINGS:
         noisy = cond.endswith("@50%")
         t0 = time.perf_counter()
@@ -237,6 +240,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=600)
     parser.add_argument("--items", type=int, default=32)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--f0", choices=["known", "harvest"], default="known",
+                        help="f0 of the data: the synthesiser's exact f0 (fast) or WORLD harvest as prep computes it")
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch
@@ -245,10 +250,10 @@ def main() -> None:
     per_seed = []
     with tempfile.TemporaryDirectory() as tmp:
         for seed in args.seeds:
-            per_seed.append(run(args.steps, args.items, seed, Path(tmp) / f"seed{seed}"))
+            per_seed.append(run(args.steps, args.items, seed, Path(tmp) / f"seed{seed}", args.f0))
     cols = ["mel_l1", "mcd", "f0_r", "cents", "pitch_acc", "dyn_acc"]
     print(f"softvc conditioning, synthetic singing A -> B, softvc-tiny, {args.steps} steps, {args.items} items "
-          f"({args.items - 4} train / 4 held out), seeds {args.seeds}; mean over seeds (min..max)")
+          f"({args.items - 4} train / 4 held out), seeds {args.seeds}, data f0 {args.f0}; mean over seeds (min..max)")
     print("units: phone identity (pitch-free); pitdyn: oracle bins one-hot (pitdyn@50%: half the bins off)")
     print(f"| {'conditioning':<12} | " + " | ".join(f"{c:>17}" for c in cols) + " |")
     print("|" + "---|" * (len(cols) + 1))
