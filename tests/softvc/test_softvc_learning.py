@@ -28,6 +28,9 @@ N_ITEMS, N_VALID, STEPS = 16, 4, 300
 MONOTONE_HZ = (140.0, 150.0)
 
 
+pytestmark = pytest.mark.slow  # ~35 s on one free core (one training shared by both tests)
+
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     bench = load_bench()
