@@ -226,7 +226,4 @@ def test_tiny_model_leaves_silence_breath_and_accompaniment_unvoiced(voicing_run
     assert report["voicing"][1]["threshold"] == pytest.approx(model.threshold)
     # calibrated on this very split (valid): the best OA there is the calibrated threshold's
     assert report["voicing"][1]["oa"] == pytest.approx(report["voicing"][2]["oa"])
-    assert report["oa"] == pytest.approx(report["voicing"][1]["oa"])
-    result = voxtool_cli("eval", "rmvpe", str(voicing_run / "data"), "--model", str(run), "--json", "--device",
-                         "cpu", "--threshold", "0.03")
-    assert json.loads(result.stdout)["vfa"] == pytest.approx(report["voicing"][0]["vfa"])
+    assert report["oa"] == pytest.approx(report["voicing"][1]["oa"])  # no --threshold: the calibrated one
