@@ -158,8 +158,8 @@ def presets_show(plugins: list[LoadedPlugin]):
         data = apply_overrides(data, set_)
         config_path = None
         for p in plugins:
-            if p.plugin is not None and p.plugin.name == task:
-                config_path = getattr(p.plugin, "config", None)
+            if p.plugin is not None and p.plugin.config_for(task):
+                config_path = p.plugin.config_for(task)
         if config_path:
             module, _, attr = config_path.partition(":")
             config_cls = getattr(importlib.import_module(module), attr)

@@ -61,6 +61,8 @@ class TaskPlugin:
     commands: dict[str, dict[str, Callable]] = field(default_factory=dict)
     version: str | None = None
     config: str | None = None  # "module:ConfigClass", used by `voxtool presets show` to fill in defaults
+    # the configs of further preset tasks this plugin trains (`{"hubert-soft": "module:HubertSoftConfig"}`)
+    configs: dict[str, str] = field(default_factory=dict)
     # what `voxtool demo` runs: demo(out: Path, quiet: bool) -> exit code (0 = the demo made its point), or
     # "module:function" naming it (imported only when the demo runs, so the plugin stays light)
     demo: Callable[..., int | None] | str | None = None
@@ -69,6 +71,10 @@ class TaskPlugin:
         unknown = set(self.commands) - set(VERBS)
         if unknown:
             raise ValueError(f"plugin {self.name}: unknown verb(s) {sorted(unknown)}; verbs are {VERBS}")
+
+    def config_for(self, task: str | None) -> str | None:
+        """"module:ConfigClass" of a preset whose `task` is `task`, when this plugin trains it."""
+        return self.config if task == self.name else self.configs.get(task or "")
 
     def demo_function(self) -> Callable[..., int | None]:
         """The `demo` callable, importing it when it is given as "module:function"."""

@@ -10,7 +10,7 @@ import pytest
 
 from tests.conftest import ROOT
 from voxtool.errors import BadInput
-from voxtool.presets import find_preset, list_presets, load_config, parse_override, resolve_preset
+from voxtool.presets import dump_toml, find_preset, list_presets, load_config, parse_override, resolve_preset
 
 
 @pytest.fixture
@@ -108,6 +108,21 @@ def test_cli_default_preset_with_a_same_named_folder(tmp_path, monkeypatch, caps
     monkeypatch.chdir(tmp_path)
     assert main(["presets", "show", "pinyin"]) == 0
     assert 'task = "pinyin"' in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["hubert-tiny", "diffvc-encoder-tiny"])
+def test_presets_show_fills_defaults_of_a_plugins_second_task(name, capsys):
+    """A plugin that trains two things (softvc: hubert-soft; diffvc: diffvc-encoder) names both configs."""
+    import tomllib
+
+    from voxtool.cli import main
+
+    assert main(["presets", "show", name]) == 0
+    shown = tomllib.loads(capsys.readouterr().out)
+    task = shown.pop("task")
+    cls = _task_configs()[task]
+    assert shown == tomllib.loads(dump_toml(load_config(cls, name, task=task)))
+    assert "train" in shown and "lr" in shown["train"]  # defaults filled in, not the preset's few lines
 
 
 # ------------------------------------------------------------------ broken preset files: one line, exit 2

@@ -148,4 +148,5 @@ plugin = TaskPlugin(
               "eval": {"ge2e": eval_ge2e, "diffvc": evaluate},
               "convert": {"diffvc": convert}},
     config="voxtool.tasks.diffvc.config:DiffvcConfig",
+    configs={"diffvc-encoder": "voxtool.tasks.diffvc.config:DiffvcEncoderConfig"},
 )

@@ -157,4 +157,5 @@ plugin = TaskPlugin(
     commands={"prep": {"softvc": prep}, "train": {"hubert-soft": train_hubert_soft, "softvc": train_softvc},
               "convert": {"softvc": convert}, "eval": {"softvc": evaluate}},
     config="voxtool.tasks.softvc.config:SoftvcConfig",
+    configs={"hubert-soft": "voxtool.tasks.softvc.config:HubertSoftConfig"},
 )
