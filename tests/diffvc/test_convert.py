@@ -201,8 +201,10 @@ def _train_pair(data, runs, units):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not os.environ.get("VOXTOOL_LONG_TESTS"), reason="~30 min per case on a shared CPU, and its "
-                    "margins at this size are not yet robust (docs/diffvc.md, 'Measured'); VOXTOOL_LONG_TESTS=1 runs it")
+# Not yet met: at a size a CPU trains in minutes the decoder does not learn to use the speaker (reference mel
+# unused, the d-vector moves the loss by 1-3.5 %), so this fails (docs/diffvc.md, "Measured"); issue 13 stays open.
+@pytest.mark.skipif(not os.environ.get("VOXTOOL_LONG_TESTS"), reason="the tiny decoder does not convert yet (~30 min "
+                    "per case, fails: docs/diffvc.md 'Measured'); VOXTOOL_LONG_TESTS=1 runs it")
 @pytest.mark.parametrize("units", ["phones", "kmeans"])
 def test_converted_speech_is_closer_to_the_target(units, diffvc_phone_dataset, diffvc_kmeans_dataset, tmp_path):
     """Tiny encoder + decoder trained on three synthetic voices (phone or k-means average-voice targets), then
