@@ -8,7 +8,8 @@ Conditioning (`[model] conditioning`) sets the acoustic model's input width (`Ac
 - "pitdyn": units ‖ pitch soft units ‖ dynamics soft units, 3 x 256 = 768-d (Kahsolt/hubert-pitdyn; its encoder
   prenet is 768 -> 384 -> 384, so `prenet_width = 0` picks 384 there and bshall's 256 otherwise);
 - "explicit": units ‖ (normalised log-f0, voiced flag, normalised loudness) = 256 + 3 (the so-vits-svc route: it
-  follows the source melody and allows a key shift).
+  follows the source melody and allows a key shift). The model also expands the log-f0 into a 64-bin pitch code and
+  adds a linear map of it (`encoder.side`) to the encoder output, past the prenet dropout and the instance norms.
 
 Refinement (hubert-pitdyn's step 3, `train softvc --init base.pt --refine`): the weights of `init` are loaded, the
 optimiser starts fresh at `refine.lr` (1e-5; it replaces `train.lr`, so config.toml shows the rate really used)
@@ -29,6 +30,8 @@ PRESETS = ("softvc", "softvc-tiny")
 Conditioning = Literal["none", "pitdyn", "explicit"]
 CONDITIONINGS: tuple[str, ...] = ("none", "pitdyn", "explicit")
 EXPLICIT_FEATURES = 3  # normalised log-f0, voiced flag, normalised loudness (per 50 Hz frame)
+# the model expands the log-f0 into a pitch code of this many log-spaced bins over the dataset's f0 range (model.py)
+PITCH_CODE_BINS = 64
 
 
 class AcousticSection(StrictModel):

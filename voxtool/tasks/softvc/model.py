@@ -4,6 +4,8 @@ Module layout and state-dict keys as published, so `{"acoustic-model": ...}` fil
     encoder.prenet.net.{0,3}     Linear in_dim -> P -> P (ReLU, Dropout after each; P = 256 bshall, 384 pitdyn)
     encoder.convs.{0,3,4,7}      Conv1d(P, E, 5) ReLU IN | ConvTranspose1d(E, E, 4, 2, 1) (50 -> 100 Hz) |
                                  Conv1d(E, E, 5) ReLU IN | Conv1d(E, E, 5) ReLU IN   (IN: affine=False, no weights)
+    encoder.side                 explicit conditioning only (no published file): Linear(3 + 64-bin pitch code -> E),
+                                 added to the encoder output so the pitch reaches the decoder past the instance norms
     decoder.prenet.net.{0,3}     Linear n_mels -> D -> D on the previous mel frame
     decoder.lstm{1,2,3}          LSTM(E + D -> H), LSTM(H -> H) + residual, LSTM(H -> H) + residual
     decoder.proj                 Linear(H -> n_mels, no bias)
@@ -22,7 +24,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from voxtool.tasks.softvc.config import AcousticSection
+from voxtool.tasks.softvc.config import EXPLICIT_FEATURES, PITCH_CODE_BINS, AcousticSection
 
 
 class PreNet(nn.Module):
@@ -36,21 +38,42 @@ class PreNet(nn.Module):
         return self.net(x)
 
 
-class Encoder(nn.Module):
-    """(B, N, in_dim) -> (B, 2N, E)."""
+def pitch_code(log_f0: torch.Tensor, voiced: torch.Tensor, bins: int = PITCH_CODE_BINS) -> torch.Tensor:
+    """Normalised log-f0 (..., ) (0 = f0_min, 1 = f0_max, as `explicit_features` makes it) and the voiced flag (..., )
+    -> (..., bins): a Gaussian bump (sigma one bin, peak 1) over `bins` log-spaced pitch centres, all zeros when
+    unvoiced; pitches outside the range are clipped to its ends (so-vits-svc's coarse f0, smoothed). A key shift
+    moves the bump, so each bin can map to its own harmonic pattern."""
+    pos = log_f0.clamp(0, 1).unsqueeze(-1) * (bins - 1)
+    centres = torch.arange(bins, dtype=log_f0.dtype, device=log_f0.device)
+    return torch.exp(-0.5 * (centres - pos) ** 2) * (voiced.unsqueeze(-1) > 0.5)
 
-    def __init__(self, in_dim: int, prenet_width: int, width: int, dropout: float):
+
+class Encoder(nn.Module):
+    """(B, N, in_dim) -> (B, 2N, E). With `explicit` (its last 3 input features: normalised log-f0, voiced flag,
+    loudness) a linear map of those features and of their pitch code (`side`, absent in bshall's layout) is added to
+    the output, after the convs: a scalar pitch among the units is nearly invisible behind the prenet's dropout, and
+    the instance norms remove each channel's mean over the utterance, so a key shift (the same offset on every frame)
+    seen only through them barely moves the output."""
+
+    def __init__(self, in_dim: int, prenet_width: int, width: int, dropout: float, explicit: bool = False):
         super().__init__()
+        self.explicit = explicit
         self.prenet = PreNet(in_dim, prenet_width, prenet_width, dropout)
         self.convs = nn.Sequential(
             nn.Conv1d(prenet_width, width, 5, 1, 2), nn.ReLU(), nn.InstanceNorm1d(width),
             nn.ConvTranspose1d(width, width, 4, 2, 1),
             nn.Conv1d(width, width, 5, 1, 2), nn.ReLU(), nn.InstanceNorm1d(width),
             nn.Conv1d(width, width, 5, 1, 2), nn.ReLU(), nn.InstanceNorm1d(width))
+        if explicit:
+            self.side = nn.Linear(EXPLICIT_FEATURES + PITCH_CODE_BINS, width)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.prenet(x)
-        return self.convs(x.transpose(1, 2)).transpose(1, 2)
+        out = self.convs(self.prenet(x).transpose(1, 2)).transpose(1, 2)
+        if self.explicit:
+            feats = x[..., -EXPLICIT_FEATURES:]
+            side = torch.cat((feats, pitch_code(feats[..., 0], feats[..., 1])), dim=-1)
+            out = out + self.side(side).repeat_interleave(2, dim=1)  # 50 Hz -> 100 Hz frames by repetition
+        return out
 
 
 class Decoder(nn.Module):
@@ -97,7 +120,8 @@ class AcousticModel(nn.Module):
         super().__init__()
         self.section = section
         self.in_dim, self.n_mels = section.in_dim, n_mels
-        self.encoder = Encoder(section.in_dim, section.encoder_prenet_width, section.encoder_width, section.dropout)
+        self.encoder = Encoder(section.in_dim, section.encoder_prenet_width, section.encoder_width, section.dropout,
+                               section.conditioning == "explicit")
         self.decoder = Decoder(section.encoder_width, section.decoder_prenet_width, section.lstm_width, n_mels,
                                section.dropout)
 
