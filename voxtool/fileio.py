@@ -276,3 +276,34 @@ def pickle_global(path: str | os.PathLike) -> str | None:
     except Exception:  # not a pickle (pickletools raises ValueError on unknown opcodes, EOF, ...)
         return None
     return None
+
+
+def few(names: list[str], n: int = 3) -> str:
+    """The first `n` names, and how many there are in all when there are more (for one-line key reports)."""
+    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
+
+
+def nested_state_dict(obj: Any, wrappers: tuple[str, ...], what: str, where: Any = None, depth: int = 3) -> dict:
+    """The flat {name: tensor} state dict inside a loaded checkpoint: follows the first of `wrappers` present (e.g.
+    "generator", "model", "state_dict"), up to `depth` levels. Anything else (no tensors, a non-dict, entries that are
+    not tensors) is one BadInput line naming `what` the file should have held."""
+    import torch
+
+    def holds_tensors(o: Any) -> bool:
+        return isinstance(o, dict) and any(isinstance(v, torch.Tensor) for v in o.values())
+
+    for _ in range(depth):
+        if not isinstance(obj, dict) or holds_tensors(obj):
+            break
+        inner = next((obj[k] for k in wrappers if isinstance(obj.get(k), dict)), None)
+        if inner is None:
+            break
+        obj = inner
+    if not holds_tensors(obj):
+        held = f"keys {few([str(k) for k in obj])}" if isinstance(obj, dict) and obj else type(obj).__name__
+        raise BadInput(where, f"not a {what} checkpoint (holds {held})")
+    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
+    if bad:
+        verb = "is not a tensor" if len(bad) == 1 else "are not tensors"
+        raise BadInput(where, f"not a {what} state dict: {len(bad)} of {len(obj)} entries {verb} ({few(bad)})")
+    return obj

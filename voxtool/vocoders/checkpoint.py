@@ -20,6 +20,7 @@ from typing import Any
 import torch
 
 from voxtool.errors import BadInput
+from voxtool.fileio import few, nested_state_dict
 from voxtool.training.modelfile import key_report
 from voxtool.vocoders.hifigan import PUBLISHED_GENERATORS, Generator, GeneratorConfig
 
@@ -51,25 +52,7 @@ def norm_except_dim0(weight: torch.Tensor) -> torch.Tensor:
 
 def _unwrap(obj: Any, where: Any) -> dict[str, torch.Tensor]:
     """Follow the known wrapper keys down to a flat {name: tensor} dict."""
-    for _ in range(3):
-        if not isinstance(obj, dict) or any(isinstance(v, torch.Tensor) for v in obj.values()):
-            break
-        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        held = f"keys {_few([str(k) for k in obj])}" if isinstance(obj, dict) and obj else type(obj).__name__
-        raise BadInput(where, f"not a HiFi-GAN generator checkpoint (holds {held})")
-    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        raise BadInput(where, f"not a generator state dict: {len(bad)} entries are not tensors ({_few(bad)})")
-    return obj
-
-
-def _few(names: list[str], n: int = 3) -> str:
-    shown = ", ".join(names[:n])
-    return f"{shown}, ... ({len(names)} in all)" if len(names) > n else shown
+    return nested_state_dict(obj, _WRAPPERS, "HiFi-GAN generator", where)
 
 
 def to_generator_layout(obj: Any, where: Any = None) -> dict[str, torch.Tensor]:
@@ -111,7 +94,7 @@ def infer_generator_config(state: dict[str, torch.Tensor], where: Any = None) ->
     conv_pre = state.get(f"conv_pre.{V_KEY}")
     if conv_pre is None or conv_pre.dim() != 3:
         raise BadInput(where, "not a HiFi-GAN generator: no conv_pre weight (keys: "
-                              f"{_few(sorted(state))})")
+                              f"{few(sorted(state))})")
     ups = []
     while f"ups.{len(ups)}.{V_KEY}" in state:
         ups.append(state[f"ups.{len(ups)}.{V_KEY}"].shape[-1])

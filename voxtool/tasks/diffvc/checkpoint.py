@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from voxtool.errors import BadInput
+from voxtool.fileio import few, nested_state_dict
 from voxtool.tasks.diffvc.model_config import DecoderSection, EncoderSection
 from voxtool.training.modelfile import key_report
 
@@ -30,26 +31,9 @@ _WRAPPERS = ("state_dict", "model", "model_state", "modules")  # keys under whic
 _ESTIMATOR = "decoder.estimator."
 
 
-def _few(names: list[str], n: int = 3) -> str:
-    return ", ".join(names[:n]) + (f", ... ({len(names)} in all)" if len(names) > n else "")
-
-
 def unwrap_state(obj: Any, where: Any = None) -> dict[str, torch.Tensor]:
     """Follow wrapper keys down to a flat {name: tensor} dict and strip `module.` prefixes."""
-    for _ in range(3):
-        if not isinstance(obj, dict) or any(isinstance(v, torch.Tensor) for v in obj.values()):
-            break
-        inner = next((obj[k] for k in _WRAPPERS if isinstance(obj.get(k), dict)), None)
-        if inner is None:
-            break
-        obj = inner
-    if not isinstance(obj, dict) or not any(isinstance(v, torch.Tensor) for v in obj.values()):
-        held = f"keys {_few([str(k) for k in obj])}" if isinstance(obj, dict) and obj else type(obj).__name__
-        raise BadInput(where, f"not a DiffVC checkpoint (holds {held})")
-    bad = [str(k) for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
-    if bad:
-        verb = "is not a tensor" if len(bad) == 1 else "are not tensors"
-        raise BadInput(where, f"not a DiffVC state dict: {len(bad)} of {len(obj)} entries {verb} ({_few(bad)})")
+    obj = nested_state_dict(obj, _WRAPPERS, "DiffVC", where)
     while obj and all(k.startswith("module.") for k in obj):
         obj = {k[len("module."):]: v for k, v in obj.items()}
     return obj
@@ -58,7 +42,7 @@ def unwrap_state(obj: Any, where: Any = None) -> dict[str, torch.Tensor]:
 def _shape(state: dict[str, torch.Tensor], key: str, dims: int, where: Any, what: str) -> tuple[int, ...]:
     value = state.get(key)
     if value is None or value.dim() != dims:
-        raise BadInput(where, f"not a DiffVC {what}: no {dims}-D '{key}' (keys: {_few(sorted(state))})")
+        raise BadInput(where, f"not a DiffVC {what}: no {dims}-D '{key}' (keys: {few(sorted(state))})")
     return tuple(value.shape)
 
 
