@@ -49,6 +49,15 @@ class BatchResults(list):
             return 0
         return 2 if 2 in self.exit_codes else max(self.exit_codes)
 
+    def report(self, title: str, columns: tuple[str, ...] = ("output", "seconds"), json_out: bool = False) -> None:
+        """Show the results (JSON on stdout with `json_out`, else a table of the done jobs' `columns` on stderr), then
+        `raise_if_failed`: the end of every file -> file command."""
+        if json_out:
+            console.emit_json(self)
+        elif self.ok:
+            console.print_table(title, list(columns), [[r[c] for c in columns] for r in self.ok])
+        self.raise_if_failed()
+
     def raise_if_failed(self) -> None:
         """After the results were shown: exit with the batch's code (the failures have their lines already)."""
         if self.exit_codes:

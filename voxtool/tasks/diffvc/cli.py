@@ -69,7 +69,7 @@ def convert(
     json_out: JsonOut = False,
 ) -> None:
     """Any-to-any voice conversion: each source's words in the --ref voice, as 22.05 kHz wav (DiffVC)."""
-    from voxtool.console import emit_json, log, print_table, progress
+    from voxtool.console import log, progress
     from voxtool.errors import BadInput
     from voxtool.inputs import expand_inputs, protected_paths
 
@@ -91,11 +91,7 @@ def convert(
         results = predict_from_files_to_files(jobs, reference, converter, steps=steps, sampler=sampler,
                                               denoise=denoise, seed=seed, advance=advance, fail_fast=fail_fast,
                                               out=out)
-    if json_out:
-        emit_json(results)
-    elif results.ok:
-        print_table("convert diffvc", ["output", "seconds"], [[r["output"], r["seconds"]] for r in results.ok])
-    results.raise_if_failed()
+    results.report("convert diffvc", json_out=json_out)
 
 
 @common_flags

@@ -40,7 +40,7 @@ def infer_ge2e(
 ) -> None:
     """Audio -> GE2E speaker d-vectors (float32 [256], L2-normalised; DiffVC's `get_embed`), one .npy per file."""
     from voxtool.batch import run_jobs
-    from voxtool.console import emit_json, log, print_table, progress
+    from voxtool.console import log, progress
     from voxtool.devices import resolve_device
     from voxtool.encoders.ge2e import load_ge2e
     from voxtool.inputs import expand_inputs
@@ -59,11 +59,7 @@ def infer_ge2e(
 
     with progress(len(jobs), "infer ge2e") as advance:
         results = run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
-    if json_out:
-        emit_json(results)
-    elif results.ok:
-        print_table("infer ge2e", ["input", "output"], [[r["input"], r["output"]] for r in results.ok])
-    results.raise_if_failed()
+    results.report("infer ge2e", ("input", "output"), json_out=json_out)
 
 
 # ------------------------------------------------------------------------------------------------ eval

@@ -124,7 +124,7 @@ def infer(
     json_out: JsonOut = False,
 ) -> None:
     """Vocode log-mels (.npy, the vocoder's exact mel settings) to wav at the vocoder's sample rate."""
-    from voxtool.console import emit_json, log, print_table, progress
+    from voxtool.console import log, progress
     from voxtool.errors import BadInput
     from voxtool.inputs import expand_inputs, protected_paths
     from voxtool.tasks.hifigan.infer import SUBTYPES, load_model, predict_from_files_to_files
@@ -141,11 +141,7 @@ def infer(
     with progress(len(jobs), "infer hifigan") as advance:
         results = predict_from_files_to_files(jobs, vocoder, sample_format, advance=advance, fail_fast=fail_fast,
                                               out=out)
-    if json_out:
-        emit_json(results)
-    elif results.ok:
-        print_table("infer hifigan", ["output", "seconds"], [[r["output"], r["seconds"]] for r in results.ok])
-    results.raise_if_failed()
+    results.report("infer hifigan", json_out=json_out)
 
 
 # ------------------------------------------------------------------------------------------------- eval

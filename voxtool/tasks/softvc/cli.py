@@ -96,7 +96,7 @@ def convert(
     json_out: JsonOut = False,
 ) -> None:
     """Convert recordings into the target voice (16 kHz wav; long inputs in pieces cut at pauses)."""
-    from voxtool.console import emit_json, log, print_table, progress
+    from voxtool.console import log, progress
     from voxtool.errors import BadInput
     from voxtool.inputs import expand_inputs, protected_paths
     from voxtool.tasks.softvc.infer import SUBTYPES, load_model, predict_from_files_to_files
@@ -113,11 +113,7 @@ def convert(
     with progress(len(jobs), "convert softvc") as advance:
         results = predict_from_files_to_files(jobs, converter, key, sample_rate, sample_format, advance=advance,
                                               fail_fast=fail_fast, out=out)
-    if json_out:
-        emit_json(results)
-    elif results.ok:
-        print_table("convert softvc", ["output", "seconds"], [[r["output"], r["seconds"]] for r in results.ok])
-    results.raise_if_failed()
+    results.report("convert softvc", json_out=json_out)
 
 
 # ------------------------------------------------------------------------------------------------- eval
