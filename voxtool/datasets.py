@@ -148,3 +148,16 @@ class PrepReport:
     def rows(self) -> list[list]:
         """[split, items, minutes] per split, for the summary table."""
         return [[s, self.written[s], round(self.seconds[s] / 60, 2)] for s in ("train", "valid")]
+
+
+def split_names(names: list[str], valid_fraction: float, seed: int) -> dict[str, str]:
+    """name -> 'train'/'valid': a seeded permutation; at least one item each when there are two or more (a prep's
+    validation list when the corpus does not bring one)."""
+    import numpy as np
+
+    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
+    n_valid = int(round(valid_fraction * len(names)))
+    if valid_fraction > 0 and len(names) >= 2:
+        n_valid = min(max(n_valid, 1), len(names) - 1)
+    return {name: ("valid" if i < n_valid else "train") for i, name in enumerate(order)}
+

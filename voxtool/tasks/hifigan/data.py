@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from voxtool.datasets import PrepReport
+from voxtool.datasets import PrepReport, split_names
 from voxtool.errors import BadInput
 
 FORMAT = "voxtool-hifigan-dataset"
@@ -75,15 +75,6 @@ def normalize_loudness(wav: np.ndarray, mode: str, peak_level: float = 0.95, rms
         rms = float(np.sqrt(np.mean(np.square(wav, dtype=np.float64))))
         gain = min(10 ** (rms_dbfs / 20) / rms, peak_level / peak)
     return (wav * gain).astype(np.float32)
-
-
-def split_names(names: list[str], valid_fraction: float, seed: int) -> dict[str, str]:
-    """name -> 'train'/'valid': a seeded permutation; at least one item each when there are two or more."""
-    order = [names[i] for i in np.random.default_rng(seed).permutation(len(names))]
-    n_valid = int(round(valid_fraction * len(names)))
-    if valid_fraction > 0 and len(names) >= 2:
-        n_valid = min(max(n_valid, 1), len(names) - 1)
-    return {name: ("valid" if i < n_valid else "train") for i, name in enumerate(order)}
 
 
 def read_gta_mel(path: Path, n_mels: int, frames: int) -> np.ndarray:

@@ -224,10 +224,10 @@ def prep_softvc(wavs: list[str | Path], out: str | Path, content=None, pitch_uni
 
     BadInput when no file is usable (after writing nothing that looks like a finished dataset)."""
     from voxtool import __version__
+    from voxtool.datasets import split_names
     from voxtool.fileio import atomic_write, ensure_output_dir, write_text_atomic
     from voxtool.outputs import write_json
     from voxtool.prep_pool import map_items
-    from voxtool.tasks.hifigan.data import split_names
     from voxtool.tasks.softvc.bins import PitchDynStats
     from voxtool.vocoders.settings import MEL_16K_BSHALL
 
