@@ -274,3 +274,28 @@ def test_pyproject_keeps_heavy_stacks_in_extras():
     distribution = {"sklearn": "scikit-learn"}  # modules whose distribution has another name
     for module, extra in EXTRAS.items():
         assert any(dep.lower().startswith(distribution.get(module, module)) for dep in extras[extra]), (module, extra)
+
+
+def _task_imports(source: str) -> set[str]:
+    """The voxtool tasks a module's source imports (`voxtool.tasks.<name>` in an import statement)."""
+    import re
+
+    return set(re.findall(r"^\s*(?:from|import)\s+voxtool\.tasks\.(\w+)", source, flags=re.M))
+
+
+def test_no_task_imports_another_task_and_no_layer_imports_a_task():
+    """What two tasks need lives below both (docs/architecture.md); the check itself is shown to catch a breach."""
+    assert _task_imports("x = 1\n    from voxtool.tasks.hifigan.data import split_names\n") == {"hifigan"}
+    root = Path(__file__).resolve().parents[2] / "voxtool"
+    breaches = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root)
+        own = rel.parts[1] if rel.parts[0] == "tasks" and len(rel.parts) > 2 else None
+        allowed = {own} if own else set()
+        if rel.parts[0] == "tasks" and len(rel.parts) == 2:
+            continue  # voxtool/tasks/__init__.py
+        if rel.parts[0] not in ("tasks",) and rel.name in ("cli.py", "plugins.py"):
+            continue  # the CLI layer mounts the tasks
+        for task in _task_imports(path.read_text(encoding="utf-8")) - allowed:
+            breaches.append(f"{rel} imports voxtool.tasks.{task}")
+    assert not breaches, breaches
