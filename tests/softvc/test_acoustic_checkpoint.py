@@ -44,7 +44,7 @@ CASES = [("none", 256, 256, 18_830_336), ("pitdyn", 768, 384, 19_469_568)]
 
 @pytest.mark.parametrize("conditioning,in_dim,prenet,params", CASES)
 def test_published_layout_and_size(conditioning, in_dim, prenet, params):
-    model = AcousticModel(AcousticSection(conditioning=conditioning))
+    model = AcousticModel(AcousticSection(conditioning=conditioning, side_path=False))
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     assert got == published_shapes(in_dim, prenet)
     assert sum(p.numel() for p in model.parameters()) == params  # the note's counts (bshall; hubert-pitdyn)
@@ -90,13 +90,38 @@ def test_missing_key_and_discrete_model_are_refused(tmp_path):
         load_acoustic(tmp_path / "junk.pt")
 
 
-def test_teacher_forcing_matches_generate_when_fed_its_own_output():
-    """generate() is the teacher-forced forward fed with its own previous frames (same weights, eval mode)."""
+def test_voxtool_pitdyn_model_has_a_side_path_and_its_bare_weights_load():
+    """A voxtool-trained pitdyn model (side_path, the default) adds its streams past the instance norms through
+    `encoder.side` (E x 2 pitdyn_dim); its bare weights load back with the side path, published ones without."""
+    section = AcousticSection(conditioning="pitdyn", unit_dim=8, pitdyn_dim=8, encoder_width=24, lstm_width=20,
+                              decoder_prenet_width=8, prenet_width=16)
+    model = AcousticModel(section).eval()
+    assert tuple(model.state_dict()["encoder.side.weight"].shape) == (24, 16)
+    x = torch.randn(1, 6, section.in_dim)
+    moved = x.clone()
+    moved[..., 8:] += 1.0  # the same offset on every frame of both streams: the instance norms alone would erase it
+    with torch.no_grad():
+        model.encoder.convs[0].weight.zero_()  # nothing passes the input path: any change comes through the side
+        assert not torch.allclose(model.encoder(x), model.encoder(moved))
+    from voxtool.tasks.softvc.checkpoint import section_from_weights
+
+    sd = model.state_dict()
+    assert section_from_weights(sd, None, unit_dim=8)[0].side_path
+    assert not section_from_weights({k: v for k, v in sd.items() if "side" not in k}, None, unit_dim=8)[0].side_path
+
+
+@pytest.mark.parametrize("conditioning", ["explicit", "pitdyn"])
+def test_teacher_forcing_matches_generate_when_fed_its_own_output(conditioning):
+    """generate() is the teacher-forced forward fed with its own previous frames (same weights, eval mode), also
+    with the side paths and explicit's harmonic prior."""
     torch.manual_seed(0)
-    section = AcousticSection(conditioning="explicit", prenet_width=16, encoder_width=24, decoder_prenet_width=8,
-                              lstm_width=20)
+    section = AcousticSection(conditioning=conditioning, prenet_width=16, encoder_width=24, decoder_prenet_width=8,
+                              lstm_width=20, unit_dim=8, pitdyn_dim=8, f0_range_hz=(100.0, 400.0))
     model = AcousticModel(section, n_mels=128).eval()
     x = torch.randn(2, 7, section.in_dim)
+    if conditioning == "explicit":  # log-f0 in range, voiced flags 0/1: the harmonic prior is active
+        x[..., -3], x[..., -2] = torch.rand(2, 7), (torch.rand(2, 7) > 0.3).float()
+        assert model.offset(x).abs().sum() > 0
     free = model.generate(x)
     prev = torch.nn.functional.pad(free[:, :-1], (0, 0, 1, 0))
     with torch.no_grad():

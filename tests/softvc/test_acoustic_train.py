@@ -2,32 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
 
 import numpy as np
 import pytest
 import torch
 
-from tests.conftest import ROOT
 from voxtool.errors import BadInput
 from voxtool.presets import load_config
+from voxtool.tasks.softvc import synthdata
 from voxtool.tasks.softvc.bins import PitchDynStats
 from voxtool.tasks.softvc.config import SoftvcConfig
 from voxtool.tasks.softvc.model import conditioning_features
-
-
-def load_bench():
-    """benchmarks/softvc_conditioning.py: the synthetic prepared datasets (phone-identity units, oracle pitdyn)."""
-    name = "softvc_conditioning"
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
 
 STATS = PitchDynStats(f0_min_hz=100.0, f0_max_hz=400.0, rms_min=0.0, rms_max=0.5)
 
@@ -101,7 +87,7 @@ def test_presets_and_refine_config():
 
 @pytest.fixture(scope="module")
 def tiny_dataset(tmp_path_factory):
-    bench = load_bench()
+    bench = synthdata
     items = bench.synthetic_items(bench.synth.voice(1), 6, seed=5, seconds=(1.0, 1.4), f0="known")
     return bench.write_dataset(tmp_path_factory.mktemp("softvc") / "data", items, n_valid=2)
 
@@ -130,7 +116,7 @@ def test_train_then_refine_resets_steps_and_uses_refine_lr(tiny_dataset, tmp_pat
     from voxtool.training.task import RunEnv
     from voxtool.training.trainer import Trainer
 
-    bench = load_bench()
+    bench = synthdata
     base = bench.train(tiny_dataset, tmp_path, "base", "explicit", 4, 1234, ("data.crop_units=16", "train.batch_size=2"))
     mf = load_model_file(base / "model.pt", task="softvc")
     assert mf.meta["step"] == 4 and mf.meta["conditioning"] == "explicit" and mf.meta["stats"]["f0_min_hz"] > 0
@@ -157,7 +143,7 @@ def test_train_then_refine_resets_steps_and_uses_refine_lr(tiny_dataset, tmp_pat
 
 
 def test_init_with_other_conditioning_is_refused(tiny_dataset, tmp_path):
-    bench = load_bench()
+    bench = synthdata
     base = bench.train(tiny_dataset, tmp_path, "base", "none", 1, 1234, ("data.crop_units=16", "train.batch_size=2"))
     with pytest.raises(BadInput, match="conditioning 'none'"):
         bench.train(tiny_dataset, tmp_path, "next", "explicit", 1, 1234, (f'init="{base.as_posix()}"',))
@@ -167,7 +153,7 @@ def test_dataset_errors_name_the_file(tiny_dataset, tmp_path):
     from voxtool.tasks.softvc.train import SoftvcTask
     from voxtool.training.task import RunEnv
 
-    config = load_config(SoftvcConfig, "softvc-tiny", load_bench().tiny_overrides("none"), task="softvc")
+    config = load_config(SoftvcConfig, "softvc-tiny", synthdata.tiny_overrides("none"), task="softvc")
     with pytest.raises(BadInput, match="not a prepared softvc dataset"):
         SoftvcTask(config, tmp_path, RunEnv(device=torch.device("cpu")))
     wide = load_config(SoftvcConfig, "softvc-tiny", task="softvc")  # 256-d units against the dataset's 16-d

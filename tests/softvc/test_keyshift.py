@@ -11,11 +11,14 @@ Griffin-Lim, and WORLD harvest measures the output f0 (50 Hz):
 - key N: the median |cents(f0 of key N) - cents(f0 unshifted) - 100 N| must be under KEY_CENTS. A model ignoring
   f0 (as the explicit model did before the pitch code, `model.pitch_code`) is off by |100 N| >= 300 cents.
 
-KEY_CENTS is 75, not the issue's 25: this tiny chain sits near 25 cents. Measured with this file (1500 steps,
-VOXTOOL_TEST_SEED 0 / 1 on 1 thread / 2 on 2 threads): unshifted 25.5 / 19.7 / 16.8 cents (constant pitch 196 / 185
-/ 140, untrained 1333 / 1475 / 1563); key -5, +3, +7: 48.6, 34.1, 52.5 / 26.3, 36.2, 36.8 / 16.4, 17.4, 20.7.
-At 2000-3000 steps (other phrases) 15-36 cents, so the issue's 25-cent criterion is for the benchmark
-(`benchmarks/softvc.py --only key`), not a test. Before the pitch code the output f0 did not move at all.
+The explicit model puts the harmonics where its f0 input says through its harmonic prior (`model.harmonic_template`,
+`decoder.harmonic`); the training notes are sung off the semitone grid (DETUNE_CENTS), so the model has seen
+pitches between the grid's notes (the source phrase sits 37 cents off the training grid).
+Measured with this file (1500 steps; VOXTOOL_TEST_SEED / threads): unshifted 5.9 / 7.4 / 4.5 cents (seed 0/1 at 1
+thread, 2 at 2 threads; constant pitch 196 / 185 / 140; untrained 581 / 1135 / 1493); key -5, +3, +7: 15.0, 12.8,
+19.7 / 14.2, 13.4, 15.3 / 11.9, 10.0, 13.9 (seed 0 at 2 threads: identical to 1 thread). The issue's 25 cents is
+met; the test bounds at KEY_CENTS = 40 and FOLLOW_CENTS = 20, twice the worst seen. Without the harmonic prior
+(pitch code only) the same runs gave 16-53 cents; grid-locked training notes added up to 33 cents at +7.
 """
 
 from __future__ import annotations
@@ -25,13 +28,14 @@ import pytest
 import torch
 
 from tests.conftest import seeded
-from tests.softvc.test_acoustic_train import load_bench
+from voxtool.tasks.softvc import synthdata
 
 N_ITEMS, STEPS = 16, 1500
 TRAIN_HZ, SOURCE_HZ = (110.0, 330.0), (150.0, 200.0)
 KEYS = (-5, 3, 7)
-KEY_CENTS = 75.0  # a quarter of the smallest shift; the issue's 25 is benchmarked (see the docstring)
-FOLLOW_CENTS = 40.0  # unshifted output vs source melody
+DETUNE_CENTS = 50.0  # training notes sung off the semitone grid by up to +-50 cents (intonation), as a real bank is
+KEY_CENTS = 40.0  # twice the worst seed/key measured (see the docstring); a model ignoring f0 is off by >= 300
+FOLLOW_CENTS = 20.0  # unshifted output vs source melody (worst measured 7.4)
 
 
 
@@ -107,10 +111,11 @@ def converted(tmp_path_factory) -> dict:
     from voxtool.vocoders.loading import load_vocoder
     from voxtool.vocoders.settings import MEL_16K_BSHALL
 
-    bench = load_bench()
+    bench = synthdata
     root = tmp_path_factory.mktemp("softvc_key")
     seed = seeded(21)
-    items = bench.synthetic_items(synth.voice(1), N_ITEMS, seed, seconds=(1.5, 2.5), f0="known", melody_hz=TRAIN_HZ)
+    items = bench.synthetic_items(synth.voice(1), N_ITEMS, seed, seconds=(1.5, 2.5), f0="known", melody_hz=TRAIN_HZ,
+                                  detune_cents=DETUNE_CENTS)
     data = bench.write_dataset(root / "data", items, n_valid=2, seed=seed)
     model, meta = load_acoustic(bench.train(data, root / "runs", "explicit", "explicit", STEPS, seeded(1234)))
     source = source_phrase(bench, seed + 777)

@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from tests.conftest import seeded
-from tests.softvc.test_acoustic_train import load_bench
+from voxtool.tasks.softvc import synthdata
 
 N_ITEMS, N_VALID, STEPS = 16, 4, 300
 MONOTONE_HZ = (140.0, 150.0)
@@ -33,7 +33,7 @@ pytestmark = pytest.mark.slow  # ~35 s on one free core (one training shared by 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    bench = load_bench()
+    bench = synthdata
     root = tmp_path_factory.mktemp("softvc_learning")
     seed = seeded(11)
     data = {}

@@ -80,9 +80,14 @@ def section_from_weights(sd: dict[str, torch.Tensor], path: Path, unit_dim: int 
         raise BadInput(path, f"input width {in_dim} is none of {unit_dim} (units), {3 * unit_dim} (pitdyn), "
                              f"{unit_dim + EXPLICIT_FEATURES} (explicit)")
     dec_width, n_mels = sd["decoder.prenet.net.0.weight"].shape
+    if "decoder.harmonic.weight" in sd:
+        raise BadInput(path, "an explicit model with a harmonic prior needs its voxtool model.pt (the f0 range it was "
+                             "trained on), not its bare weights")
+    # published files have no side layers; a voxtool pitdyn model's bare weights may (model.side_path)
     section = AcousticSection(conditioning=by_width[in_dim], unit_dim=unit_dim, pitdyn_dim=unit_dim,
                               prenet_width=prenet_width, encoder_width=sd["encoder.convs.0.weight"].shape[0],
-                              decoder_prenet_width=dec_width, lstm_width=sd["decoder.lstm1.weight_hh_l0"].shape[1])
+                              decoder_prenet_width=dec_width, lstm_width=sd["decoder.lstm1.weight_hh_l0"].shape[1],
+                              side_path="encoder.side.weight" in sd, harmonic_prior=False)
     return section, int(n_mels)
 
 
@@ -104,6 +109,6 @@ def load_acoustic(path: str | os.PathLike, device: str | torch.device = "cpu") -
         meta = AcousticMeta(section, MEL_16K_BSHALL, None, "published", p)
         if n_mels != MEL_16K_BSHALL.n_mels:
             raise BadInput(p, f"the model makes {n_mels} mel bins; bshall's vocoder mel has {MEL_16K_BSHALL.n_mels}")
-    model = AcousticModel(meta.section, n_mels)
+    model = AcousticModel(meta.section, n_mels, meta.mel)
     load_weights(model, state_dict, p)
     return model.to(device).eval(), meta

@@ -9,7 +9,8 @@ Conditioning (`[model] conditioning`) sets the acoustic model's input width (`Ac
   prenet is 768 -> 384 -> 384, so `prenet_width = 0` picks 384 there and bshall's 256 otherwise);
 - "explicit": units ‖ (normalised log-f0, voiced flag, normalised loudness) = 256 + 3 (the so-vits-svc route: it
   follows the source melody and allows a key shift). The model also expands the log-f0 into a 64-bin pitch code and
-  adds a linear map of it (`encoder.side`) to the encoder output, past the prenet dropout and the instance norms.
+  adds a linear map of it (`encoder.side`) to the encoder output, past the prenet dropout and the instance norms, and
+  (`harmonic_prior`) adds a linear map of the f0's harmonic comb to each output mel frame (`decoder.harmonic`).
 
 Refinement (hubert-pitdyn's step 3, `train softvc --init base.pt --refine`): the weights of `init` are loaded, the
 optimiser starts fresh at `refine.lr` (1e-5; it replaces `train.lr`, so config.toml shows the rate really used)
@@ -45,6 +46,15 @@ class AcousticSection(StrictModel):
     decoder_prenet_width: int = Field(256, ge=1, le=8192)
     lstm_width: int = Field(768, ge=1, le=8192)
     dropout: float = Field(0.5, ge=0, lt=1)  # both prenets (Tacotron-style; off in eval mode)
+    # pitdyn only: also add a linear map of the pitch/dynamics streams to the encoder output (`encoder.side`, past the
+    # instance norms that remove a held pitch), as explicit always does. Published pitdyn files have no side layer:
+    # the loader sets this false for them, so they still load strictly.
+    side_path: bool = True
+    # explicit only: add a learned linear map of the f0's harmonic comb (seen through the mel filter bank) to every
+    # output frame (`decoder.harmonic`), so the harmonics sit where the f0 (and the key) puts them
+    harmonic_prior: bool = True
+    # the dataset's f0 range (Hz) that the explicit log-f0 feature is normalised over; train fills it from dataset.json
+    f0_range_hz: tuple[float, float] | None = None
 
     @property
     def in_dim(self) -> int:

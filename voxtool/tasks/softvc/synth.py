@@ -95,20 +95,25 @@ def random_phones(seed: int, seconds: float) -> list[Phone]:
 
 
 def random_melody(seed: int, n_frames: int, low_hz: float = 110.0, high_hz: float = 330.0,
-                  note_frames: tuple[int, int] = (8, 30), vibrato_cents: float = 20.0) -> np.ndarray:
+                  note_frames: tuple[int, int] = (8, 30), vibrato_cents: float = 20.0,
+                  detune_cents: float = 0.0) -> np.ndarray:
     """(n_frames,) float32 f0 in Hz at 50 Hz: held notes on a semitone grid (random walk of -4..+4 semitones within
-    [low_hz, high_hz]) with a 5.5 Hz vibrato of `vibrato_cents`. Always > 0 (unvoicing comes from the phones)."""
+    [low_hz, high_hz]) with a 5.5 Hz vibrato of `vibrato_cents`. Always > 0 (unvoicing comes from the phones).
+    `detune_cents` > 0 moves each note off the grid by a uniform offset in +-detune_cents (clipped to the range), as
+    a singer's intonation does, so pitches between the grid's notes are sung too."""
     rng = np.random.default_rng(seed)
+    detune_rng = np.random.default_rng([seed, 1])  # a separate stream: the grid melody is the same with or without
     span = int(np.floor(12 * np.log2(high_hz / low_hz)))
     note = int(rng.integers(0, span + 1))
     semis = np.empty(n_frames)
     i = 0
     while i < n_frames:
         n = int(rng.integers(note_frames[0], note_frames[1] + 1))
-        semis[i:i + n] = note
+        semis[i:i + n] = note + (detune_rng.uniform(-1, 1) * detune_cents / 100 if detune_cents else 0.0)
         i += n
         note = int(np.clip(note + rng.integers(-4, 5), 0, span))
     t = np.arange(n_frames) / FRAME_RATE
+    semis = np.clip(semis, 0, 12 * np.log2(high_hz / low_hz))
     semis = semis + vibrato_cents / 100 * np.sin(2 * np.pi * 5.5 * t + rng.uniform(0, 2 * np.pi))
     return (low_hz * 2 ** (semis / 12)).astype(np.float32)
 

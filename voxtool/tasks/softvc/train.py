@@ -76,8 +76,14 @@ class SoftvcTask(TrainTask):
         if not len(self.train_set):
             raise BadInput(ds.list_path("train"), "lists no items")
         self.valid_set = SoftvcItems(data, "valid", section.conditioning, n_mels, cache, ds)
+        stats = ds.meta.get("stats") or {}
+        if section.conditioning == "explicit" and section.harmonic_prior and section.f0_range_hz is None:
+            # the model turns its normalised log-f0 back into Hz with the range it was normalised over; config.model
+            # is what model.pt carries, so conversion rebuilds the same model
+            config.model = section = section.model_copy(update={"f0_range_hz": (float(stats["f0_min_hz"]),
+                                                                                float(stats["f0_max_hz"]))})
         torch.manual_seed(env.seed)  # the same initial weights on every rank and in every repeat of a run
-        self.model = AcousticModel(section, n_mels)
+        self.model = AcousticModel(section, n_mels, config.mel)
         if config.init:
             self._load_init(Path(config.init))
         self.model.to(env.device)
