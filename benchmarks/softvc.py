@@ -14,8 +14,9 @@
 - train: optimiser steps/s of `Trainer.fit` for hubert-tiny (MFCC k-means targets) and softvc-tiny (explicit)
   on a synthetic corpus (first step included, no validation or checkpoints), and the forward (+ backward) time of
   one training batch at the published sizes (HuBERT-Soft: 8 x 1 s crops; acoustic model: 32 x 100 units).
-- key: the key shift of an explicit-pitch chain trained here (hubert-tiny on MFCC targets for --key-hubert-steps,
-  softvc-tiny for --key-steps on 40 synthetic singing clips of 90-450 Hz, Griffin-Lim): for N in -5, +3, +7 the
+- key: the key shift of an explicit-pitch chain trained here per --key-seeds (hubert-tiny on MFCC targets for
+  --key-hubert-steps, softvc-tiny for --key-steps on 40 synthetic singing clips of 90-450 Hz with notes up to 50
+  cents off the semitone grid, prep's harvest f0, Griffin-Lim): for N in -5, +3, +7 the
   median of |cents(f0 of the --key N output) - cents(f0 of the unshifted output) - 100 N| on frames voiced in
   both (WORLD harvest), and the unshifted output's median |cents error| against the source's f0.
 """
@@ -208,10 +209,11 @@ def bench_key(tmp: Path, hubert_steps: int, acoustic_steps: int, seed: int = 0) 
     from voxtool.tasks.softvc.infer import load_model, predict
     from voxtool.tasks.softvc.train import SoftvcTask
 
+    tmp = tmp / f"key_seed{seed}"
     wavs = tmp / "key_wavs"
-    wavs.mkdir()
+    wavs.mkdir(parents=True)
     for i in range(40):
-        melody = synth.random_melody(seed * 1000 + 2 * i + 1, 100, 90.0, 450.0)
+        melody = synth.random_melody(seed * 1000 + 2 * i + 1, 100, 90.0, 450.0, detune_cents=50.0)
         wav = synth.render(synth.random_phones(seed * 1000 + 2 * i, 2.0), melody, synth.voice(1), noise_seed=i)
         sf.write(wavs / f"u{i:02d}.wav", wav, 16000)
     from voxtool.tasks.softvc.prep import prep_softvc
@@ -219,10 +221,10 @@ def bench_key(tmp: Path, hubert_steps: int, acoustic_steps: int, seed: int = 0) 
     prep_softvc([wavs], tmp / "key_ds0", valid_fraction=0.1, workers=2)
     _fit(HubertSoftTask, HubertSoftConfig, "hubert-tiny", tmp / "key_ds0", tmp / "key_h", [], hubert_steps)
     prep_softvc([wavs], tmp / "key_ds", content=tmp / "key_h" / "model.pt", valid_fraction=0.1, workers=2)
-    _fit(SoftvcTask, SoftvcConfig, "softvc-tiny", tmp / "key_ds", tmp / "key_s",
-         ["model.unit_dim=32", 'model.conditioning="explicit"'], acoustic_steps)
+    _fit(SoftvcTask, SoftvcConfig, "softvc-tiny", tmp / "key_ds", tmp / "key_s", ['model.conditioning="explicit"'],
+         acoustic_steps)  # unit_dim (32, hubert-tiny) comes from dataset.json
     conv = load_model(tmp / "key_s", tmp / "key_h", "griffinlim", device="cpu")
-    phones, melody = synth.random_phones(777, 3.0), synth.random_melody(778, 150, 160.0, 230.0)
+    phones, melody = synth.random_phones(777 + seed, 3.0), synth.random_melody(778 + seed, 150, 160.0, 230.0)
     source = synth.render(phones, melody, synth.voice(1), noise_seed=5)
 
     def f0(wav):
@@ -236,7 +238,7 @@ def bench_key(tmp: Path, hubert_steps: int, acoustic_steps: int, seed: int = 0) 
 
     plain = f0(predict(source, 16000, conv)[0])
     err, voiced = median_cents(plain, f0(source))
-    result = {"hubert_steps": hubert_steps, "acoustic_steps": acoustic_steps, "unshifted_vs_source_cents": err,
+    result = {"seed": seed, "hubert_steps": hubert_steps, "acoustic_steps": acoustic_steps, "unshifted_vs_source_cents": err,
               "voiced_in_both": voiced}
     for key in (-5, 3, 7):
         result[f"key{key:+d}_cents"], result[f"key{key:+d}_voiced"] = median_cents(
@@ -257,6 +259,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=30, help="timed steps of each tiny trainer")
     parser.add_argument("--key-hubert-steps", type=int, default=400)
     parser.add_argument("--key-steps", type=int, default=2000, help="softvc-tiny steps for the key benchmark")
+    parser.add_argument("--key-seeds", type=int, nargs="+", default=[0, 1, 2], help="one chain trained per seed")
     args = parser.parse_args()
     import torch
 
@@ -269,7 +272,12 @@ def main() -> None:
         if args.only in (None, "train"):
             report["train"] = bench_train(Path(tmp_name), args.items, args.steps, args.repeats)
         if args.only in (None, "key"):
-            report["key"] = bench_key(Path(tmp_name), args.key_hubert_steps, args.key_steps)
+            report["key"] = keys = [bench_key(Path(tmp_name), args.key_hubert_steps, args.key_steps, seed)
+                                    for seed in args.key_seeds]
+            report["key_median_cents"] = {  # per key, the median over seeds; then the worst seed x key
+                **{k: statistics.median(r[f"key{k:+d}_cents"] for r in keys) for k in (-5, 3, 7)},
+                "worst": max(r[f"key{k:+d}_cents"] for r in keys for k in (-5, 3, 7)),
+                "unshifted": statistics.median(r["unshifted_vs_source_cents"] for r in keys)}
     print(json.dumps(report, indent=2))
 
 

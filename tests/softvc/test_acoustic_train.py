@@ -156,6 +156,20 @@ def test_dataset_errors_name_the_file(tiny_dataset, tmp_path):
     config = load_config(SoftvcConfig, "softvc-tiny", synthdata.tiny_overrides("none"), task="softvc")
     with pytest.raises(BadInput, match="not a prepared softvc dataset"):
         SoftvcTask(config, tmp_path, RunEnv(device=torch.device("cpu")))
-    wide = load_config(SoftvcConfig, "softvc-tiny", task="softvc")  # 256-d units against the dataset's 16-d
+    wide = load_config(SoftvcConfig, "softvc-tiny", ["model.unit_dim=256"], task="softvc")  # insists on 256-d
     with pytest.raises(BadInput, match="units are 16-d"):
         SoftvcTask(wide, tiny_dataset, RunEnv(device=torch.device("cpu")))
+
+
+def test_unit_widths_come_from_dataset_json_when_unset(tiny_dataset):
+    """Neither the preset nor --set names unit_dim / pitdyn_dim: the task takes them from dataset.json (content and
+    pitch_units `unit_dim`, 16 and 64 here), and model.pt's config records them."""
+    from voxtool.tasks.softvc.train import SoftvcTask
+    from voxtool.training.task import RunEnv
+
+    config = load_config(SoftvcConfig, "softvc-tiny", ['model.conditioning="pitdyn"'], task="softvc")
+    assert "unit_dim" not in config.model.model_fields_set and config.model.unit_dim == 256
+    task = SoftvcTask(config, tiny_dataset, RunEnv(device=torch.device("cpu")))
+    assert (task.config.model.unit_dim, task.config.model.pitdyn_dim) == (synthdata.UNIT_DIM, synthdata.PITDYN_DIM)
+    assert task.model.in_dim == synthdata.UNIT_DIM + 2 * synthdata.PITDYN_DIM
+    assert task.config.model_dump()["model"]["unit_dim"] == synthdata.UNIT_DIM

@@ -57,6 +57,18 @@ def test_stats_from_arrays_and_dict_round_trip():
         PitchDynStats(200.0, 100.0, 0.0, 1.0)
 
 
+def test_stats_f0_range_ignores_tracker_outliers():
+    """Harvest's stray octave errors (a few frames at 53 Hz or 730 Hz in a 90-450 Hz corpus) do not stretch the f0
+    range: it is the 1st-99th percentile of the voiced frames."""
+    rng = np.random.default_rng(0)
+    sung = 90.0 * 2 ** rng.uniform(0, np.log2(450 / 90), 5000)
+    f0 = np.concatenate([sung, [53.7, 55.0, 730.0, 700.0, 0.0, 0.0]])  # 4 outliers in 5004 voiced frames
+    stats = PitchDynStats.from_arrays([f0[:2500], f0[2500:]], [np.full(2500, 0.1), np.full(len(f0) - 2500, 0.1)])
+    assert 90.0 <= stats.f0_min_hz < 93.0 and 435.0 < stats.f0_max_hz <= 450.0
+    assert stats.f0_min_hz in f0 and stats.f0_max_hz in f0  # a frame's value (nearest), not an interpolation
+    assert stats.pitch_bins == 2 + int(np.ceil(12 * np.log2(stats.f0_max_hz / stats.f0_min_hz))) <= 30
+
+
 def test_synth_voices_are_parallel_with_known_f0():
     phones, melody = synth.corpus_item(3, 0, 2.0)
     a = synth.render(phones, melody, synth.voice(0))

@@ -35,7 +35,7 @@ def test_prep_train_convert_chain(tmp_path):
     with np.load(tmp_path / "ds" / "items" / "utt000.npz") as z:
         assert z["units"].shape == (len(z["f0"]), 32)
     ok(run_voxtool("train", "softvc", str(tmp_path / "ds"), "--preset", "softvc-tiny", "--conditioning", "explicit",
-                   "--set", "model.unit_dim=32", "--steps", "30", "--exp", "acoustic", *common))
+                   "--steps", "30", "--exp", "acoustic", *common))  # unit_dim 32 from dataset.json
 
     src = tmp_path / "src"
     (src / "deep").mkdir(parents=True)

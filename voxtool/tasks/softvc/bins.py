@@ -15,6 +15,7 @@ from dataclasses import asdict, dataclass, fields
 import numpy as np
 
 DYNAMICS_BINS = 32
+F0_PERCENTILES = (1.0, 99.0)  # the f0 range of a corpus: these percentiles of its voiced frames (from_arrays)
 UNVOICED_BIN = 0
 
 
@@ -52,12 +53,16 @@ class PitchDynStats:
     ) -> PitchDynStats:
         """Statistics over a corpus: `f0s` are per-item f0 tracks in Hz (0 = unvoiced), `rmss` linear RMS tracks.
 
-        A corpus with no voiced frame at all gets a nominal 50-1000 Hz range (every frame then lands in bin 0).
+        The f0 range is the F0_PERCENTILES (1st and 99th, nearest frame) of the voiced frames, not their extremes:
+        a pitch tracker's stray octave errors (harvest read a 90-450 Hz corpus as 53.7-730 Hz) would otherwise
+        stretch the bins and the explicit log-f0 scale over pitches nobody sang. A corpus with no voiced frame at
+        all gets a nominal 50-1000 Hz range (every frame then lands in bin 0).
         """
         voiced = [f[f > 0] for f in f0s if f.size]
         voiced_all = np.concatenate(voiced) if voiced else np.zeros(0, np.float32)
         if voiced_all.size:
-            f0_min, f0_max = float(voiced_all.min()), float(voiced_all.max())
+            lo, hi = np.percentile(voiced_all, F0_PERCENTILES, method="nearest")
+            f0_min, f0_max = float(lo), float(hi)
         else:
             f0_min, f0_max = 50.0, 1000.0
         rms_all = np.concatenate([r for r in rmss if r.size]) if any(r.size for r in rmss) else np.zeros(1)

@@ -135,7 +135,7 @@ def evaluate(
 ) -> None:
     """Held-out mel L1 of the acoustic model (lower is better) and f0 correlation output vs source (higher)."""
     from voxtool.console import emit_json, print_table, progress
-    from voxtool.tasks.softvc.infer import evaluate_dataset
+    from voxtool.tasks.softvc.evaluate import evaluate_dataset
 
     with progress(limit or None, "eval softvc") as advance:
         result = evaluate_dataset(model, data, split, device=device, limit=limit, advance=advance, vocoder=vocoder,

@@ -22,7 +22,7 @@ import torch.nn.functional as F
 from voxtool import console
 from voxtool.errors import BadInput
 from voxtool.tasks.softvc.checkpoint import load_acoustic
-from voxtool.tasks.softvc.config import SoftvcConfig
+from voxtool.tasks.softvc.config import AcousticSection, SoftvcConfig
 from voxtool.tasks.softvc.data import SoftvcItems, open_dataset, random_crops
 from voxtool.tasks.softvc.model import AcousticModel
 from voxtool.training.modelfile import load_weights
@@ -65,6 +65,7 @@ class SoftvcTask(TrainTask):
         content = ds.meta.get("content")
         if not isinstance(content, dict):
             raise BadInput(ds.meta_path, "the dataset has no content units; prepare it with --content HUBERT")
+        section = config.model = self._sizes_from_dataset(section, ds.meta)
         if int(content.get("unit_dim", section.unit_dim)) != section.unit_dim:
             raise BadInput(ds.meta_path, f"units are {content.get('unit_dim')}-d; model.unit_dim is "
                                          f"{section.unit_dim}")
@@ -87,6 +88,17 @@ class SoftvcTask(TrainTask):
         if config.init:
             self._load_init(Path(config.init))
         self.model.to(env.device)
+
+    @staticmethod
+    def _sizes_from_dataset(section: AcousticSection, meta: dict) -> AcousticSection:
+        """unit_dim (and pitdyn_dim) from dataset.json's `content` (`pitch_units`) when neither the preset nor
+        --set gave them, so a hubert-tiny chain (32-d units) needs no `--set model.unit_dim=32`."""
+        update = {}
+        for field, key in (("unit_dim", "content"), ("pitdyn_dim", "pitch_units")):
+            info = meta.get(key)
+            if field not in section.model_fields_set and isinstance(info, dict) and info.get("unit_dim"):
+                update[field] = int(info["unit_dim"])
+        return section.model_copy(update=update) if update else section
 
     def _load_init(self, path: Path) -> None:
         loaded, meta = load_acoustic(path)
