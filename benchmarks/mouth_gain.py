@@ -55,7 +55,8 @@ def make_data(root: Path) -> Path:
 def train_and_score(data: Path, runs: Path, name: str, overrides: list[str], seed: int,
                     average_gain: bool = False) -> dict[str, float]:  # fmt: skip
     from voxtool.cli import main
-    from voxtool.tasks.mouth.infer import evaluate_dataset, load_model
+    from voxtool.tasks.mouth.evaluate import evaluate_dataset
+    from voxtool.tasks.mouth.infer import load_model
 
     args = ["train", "mouth", str(data), "--preset", "mouth-tiny", "--exp", name, "--runs-dir", str(runs),
             "--device", "cpu", "--seed", str(seed), "--quiet", "--set", "train.valid_every=400"]  # fmt: skip

@@ -29,6 +29,11 @@ MAX_WORKERS = 256  # prep --workers
 MAX_BATCH = 4096  # batch sizes
 MAX_COUNT = 1_000_000_000  # --limit N items (0 = all)
 
+InferPrecision = Annotated[str, typer.Option(
+    "--precision", help="auto (bf16 on a CPU with native bf16, else 32) | 32 | bf16 | 16.")]
+Backend = Annotated[str, typer.Option("--backend", help="torch | onnx (onnxruntime, CPU, 32-bit).")]
+Threads = Annotated[int, typer.Option(
+    "--threads", min=0, max=256, help="CPU threads for the network (0: one per core; capped at the core count).")]
 FailFast = Annotated[bool, typer.Option(
     "--fail-fast", help="Stop at the first input that fails (default: report it, go on, exit 2 at the end).")]
 

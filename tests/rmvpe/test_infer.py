@@ -143,11 +143,11 @@ def test_published_style_checkpoint_file_loads_exactly_the_fp16_rounded_weights(
     """A plain fp16 state dict on disk (RVC's rmvpe.pt layout) loads through the same entry point: the network gets
     exactly the fp16-rounded weights of the run it came from, and predicts exactly like the run's own network with
     those weights behind the same front-end."""
-    run_model = load_model(tiny_run)
+    run_model = load_model(tiny_run, fold_norms=False)
     original = run_model.net.state_dict()
     plain = {k: v.half() if v.is_floating_point() else v for k, v in original.items()}
     torch.save(plain, tmp_path / "rmvpe.pt")
-    model = load_model(tmp_path / "rmvpe.pt")
+    model = load_model(tmp_path / "rmvpe.pt", fold_norms=False)
     assert "fp16" in model.description and "no tf" in model.description
     assert model.net.arch == run_model.net.arch and model.mel_cfg == run_model.mel_cfg
     rounded = {k: v.half().float() if v.is_floating_point() else v for k, v in original.items()}
@@ -163,6 +163,9 @@ def test_published_style_checkpoint_file_loads_exactly_the_fp16_rounded_weights(
     audio, _ = harmonic_clip(np.random.default_rng(seeded(11)), seconds=2.0)
     a = predict(audio, SR, reference)
     b = predict(audio, SR, model)
+    folded = predict(audio, SR, load_model(tmp_path / "rmvpe.pt"))  # the default: batch norms folded
+    np.testing.assert_allclose(folded.confidence, a.confidence, rtol=0, atol=1e-5)
+    np.testing.assert_allclose(folded.f0, a.f0, rtol=1e-5, atol=0)
     np.testing.assert_allclose(b.confidence, a.confidence, rtol=0, atol=1e-5)
     np.testing.assert_allclose(b.f0, a.f0, rtol=1e-5, atol=0)  # unvoiced (0) frames must match exactly
     # and, loosely, like the fp32 run itself: fp16 rounding moves a barely trained net's argmax by up to tens of

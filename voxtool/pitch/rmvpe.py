@@ -23,6 +23,7 @@ from voxtool.errors import BadInput
 from voxtool.pitch.decode import N_BINS, decode_viterbi, resample_f0
 from voxtool.pitch.runtime import OnnxPitchModel, PitchModel
 from voxtool.pitch.settings import padding_config
+from voxtool.windows import Window, plan_windows  # noqa: F401  (plan_windows: re-exported)
 
 DECODERS = ("local", "viterbi")
 
@@ -49,32 +50,6 @@ class PitchTrack:
         return PitchTrack(f0, conf, hop_s)
 
 
-@dataclass
-class Window:
-    start: int  # first frame of the window
-    core_start: int  # first frame kept
-    core_stop: int  # one past the last frame kept
-
-
-def plan_windows(total: int, chunk: int, context: int, multiple: int) -> tuple[int, list[Window]]:
-    """Cut `total` frames into windows. Returns (window length in frames, windows).
-
-    `chunk` 0 (or a file shorter than one window) means one window over the whole file, padded to a
-    multiple of `multiple` frames.
-    """
-    whole = -(-total // multiple) * multiple
-    chunk = -(-chunk // multiple) * multiple if chunk else 0
-    context = -(-context // multiple) * multiple if chunk else 0
-    length = chunk + 2 * context
-    if not chunk or whole <= length:
-        return whole, [Window(0, 0, total)]
-    windows = []
-    for a in range(0, total, chunk):
-        start = max(0, min(a - context, whole - length))
-        windows.append(Window(start, a, min(a + chunk, total)))
-    return length, windows
-
-
 def _settings(model: PitchModel, threshold, chunk_frames, context_frames, batch_size) -> tuple[float, int, int, int]:
     """None settings come from the model (its preset's [infer] section, else DEFAULT_CHUNKING)."""
     return (
@@ -83,11 +58,6 @@ def _settings(model: PitchModel, threshold, chunk_frames, context_frames, batch_
         model.chunking["context_frames"] if context_frames is None else context_frames,
         model.chunking["batch_size"] if batch_size is None else batch_size,
     )
-
-
-def _core(values: np.ndarray, w: Window) -> np.ndarray:
-    """The core frames of one window's row (..., W) -> (..., core)."""
-    return values[..., w.core_start - w.start : w.core_stop - w.start]
 
 
 def predict(
@@ -135,8 +105,8 @@ def predict(
             if len(raw) <= half:  # the graph's reflect pad needs more samples: zero-extend as the framing does
                 raw = np.concatenate([raw, np.zeros(half + 1 - len(raw), dtype=np.float32)])
             f, c = model.f0_raw(raw, threshold)
-            f0[w.core_start : w.core_stop] = _core(f, w)
-            conf[w.core_start : w.core_stop] = _core(c, w)
+            f0[w.core_start : w.core_stop] = w.core(f)
+            conf[w.core_start : w.core_stop] = w.core(c)
         return PitchTrack(f0, conf, hop / cfg.sample_rate)
     salience = np.zeros((total, N_BINS), dtype=np.float16) if decoder == "viterbi" else None
     for i in range(0, len(windows), batch_size):
@@ -145,12 +115,12 @@ def predict(
         if salience is not None:
             window_salience = model.salience_windows(waves).cpu().numpy()  # (B, W, 360)
             for row, w in enumerate(group):
-                salience[w.core_start : w.core_stop] = _core(window_salience[row].T, w).T
+                salience[w.core_start : w.core_stop] = w.core(window_salience[row].T).T
             continue
         f, c = model.f0_windows(waves, threshold)
         for row, w in enumerate(group):
-            f0[w.core_start : w.core_stop] = _core(f[row], w)
-            conf[w.core_start : w.core_stop] = _core(c[row], w)
+            f0[w.core_start : w.core_stop] = w.core(f[row])
+            conf[w.core_start : w.core_stop] = w.core(c[row])
     if salience is not None:
         f0, conf = decode_viterbi(salience, threshold)
     return PitchTrack(f0, conf, hop / cfg.sample_rate)
@@ -196,12 +166,12 @@ def predict_from_file(
         if decoder == "viterbi":
             window_salience = model.salience_windows(waves).cpu().numpy()  # (B, W, 360)
             for row, w in enumerate(group):
-                saliences.append(_core(window_salience[row].T, w).T.astype(np.float16))
+                saliences.append(w.core(window_salience[row].T).T.astype(np.float16))
             return
         f, c = model.f0_windows(waves, threshold)
         for row, w in enumerate(group):  # copies: a view would keep the whole batch's buffers alive
-            f0s.append(_core(f[row], w).copy())
-            confs.append(_core(c[row], w).copy())
+            f0s.append(w.core(f[row]).copy())
+            confs.append(w.core(c[row]).copy())
 
     # Windows are planned as the audio arrives: while the file goes on past a window (and one more frame), its
     # total frame count is more than the window's end, so plan_windows would place that window at a - context as

@@ -185,6 +185,10 @@ class E2E0(nn.Module):
         x = mel.transpose(-1, -2).unsqueeze(1)  # [B, 1, T, M]
         x = self.cnn(self.unet(x))  # [B, 3, T, M]
         x = x.transpose(1, 2).flatten(-2)  # [B, T, 3*M]; feature = channel * M + mel_bin
-        for layer in list(self.fc)[:-1]:
-            x = layer(x)
-        return x if logits else torch.sigmoid(x)
+        # The head runs in fp32 under a bf16/fp16 autocast: the local-average decoder weighs salience values near
+        # 1, where bf16 steps by 0.004 (about a cent of pitch), and the GRU is a small part of the time.
+        with torch.autocast(x.device.type, enabled=False):
+            x = x.float()
+            for layer in list(self.fc)[:-1]:
+                x = layer(x)
+            return x if logits else torch.sigmoid(x)

@@ -10,8 +10,21 @@ from typing import Annotated
 
 import typer
 
-from voxtool.options import MAX_WORKERS, FailFast, TrainOptions, common_flags, train_command
+from voxtool.options import (
+    MAX_WORKERS,
+    Backend,
+    FailFast,
+    InferPrecision,
+    Threads,
+    TrainOptions,
+    common_flags,
+    train_command,
+)
 from voxtool.plugins import TaskPlugin
+from voxtool.tasks.mouth.config import DEFAULT_BATCH_SIZE, DEFAULT_CHUNK_FRAMES, DEFAULT_CONTEXT_FRAMES
+
+DEFAULT_CHUNK_SECONDS = DEFAULT_CHUNK_FRAMES / 50  # the published models' 50 fps
+DEFAULT_CONTEXT_SECONDS = DEFAULT_CONTEXT_FRAMES / 50
 
 
 @common_flags
@@ -110,7 +123,15 @@ def infer(
     plot: Annotated[Path | None, typer.Option(help="PNG of mel + curve (a folder with several inputs).")] = None,
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|mps|xpu|npu|sdaa[:N]")] = "cpu",
     chunk_seconds: Annotated[float, typer.Option(min=2.0, max=3600.0,
-                                                 help="Audio per model chunk (memory bound).")] = 60.0,
+                                                 help="Audio kept per window (memory bound).")] = DEFAULT_CHUNK_SECONDS,
+    context_seconds: Annotated[float, typer.Option(min=0.0, max=60.0,
+                                                   help="Audio of context on each side of a window.")
+                               ] = DEFAULT_CONTEXT_SECONDS,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=256, help="Windows per forward pass.")
+                          ] = DEFAULT_BATCH_SIZE,
+    precision: InferPrecision = "auto",
+    backend: Backend = "torch",
+    threads: Threads = 0,
     skip_existing: Annotated[bool, typer.Option(help="Skip inputs whose output exists.")] = False,
     fail_fast: FailFast = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print what was written as JSON on stdout.")] = False,
@@ -130,7 +151,10 @@ def infer(
         if json_out:
             emit_json([])
         return
-    mouth_model = load_model(model, device)  # once for the batch
+    from voxtool.inference_backends import set_threads
+
+    set_threads(threads)
+    mouth_model = load_model(model, device, precision, backend, threads)  # once for the batch
     if speaker is not None or average_gain:
         if speaker is not None and average_gain:
             raise BadInput(None, "--speaker and --average-gain exclude each other")
@@ -143,7 +167,9 @@ def infer(
     with progress(len(jobs), "infer mouth") as advance:
         results = predict_from_files_to_files(
             jobs, mouth_model, fmt, fps=fps, smooth=smooth, clip=clip, plots=plots,
-            chunk_frames=max(100, int(chunk_seconds * mouth_model.fps)), advance=advance, fail_fast=fail_fast, out=out,
+            chunk_frames=max(100, int(chunk_seconds * mouth_model.fps)),
+            context_frames=int(round(context_seconds * mouth_model.fps)), batch_size=batch_size,
+            advance=advance, fail_fast=fail_fast, out=out,
         )  # fmt: skip
     if json_out:
         emit_json(results)
@@ -163,7 +189,7 @@ def evaluate(
 ) -> None:
     """Metrics (MSE, MAE, R2, Pearson r) of a model on a dataset split."""
     from voxtool.console import emit_json, print_table, progress
-    from voxtool.tasks.mouth.infer import evaluate_dataset
+    from voxtool.tasks.mouth.evaluate import evaluate_dataset
 
     with progress(None, "eval mouth") as advance:
         result = evaluate_dataset(model, data, split, device=device, advance=advance)

@@ -31,6 +31,14 @@ def default_mel() -> MelConfig:
     )  # fmt: skip
 
 
+# Chunked inference (`runtime.predict_mel_chunks`, `voxtool infer mouth`), 50 fps frames: windows of 20 s cores
+# with 2 s of context per side (the original trains on 2.56 s crops), 8 per forward pass: with bf16, 0.42x the time of
+# one whole-file fp32 pass over 120 s (a trained full-size model, 1 thread), at most 0.0004 from it
+# (benchmarks/compare.py measures it against the original's path).
+DEFAULT_CHUNK_FRAMES = 1000
+DEFAULT_CONTEXT_FRAMES = 100
+DEFAULT_BATCH_SIZE = 8
+
 class ModelSection(StrictModel):
     """The BiLSTM estimator; the defaults are the original's sizes (10.24 M parameters)."""
 

@@ -4,7 +4,7 @@ Layers: `load_model(path)` -> `predict(audio, sr, model)` -> `predict_from_file(
 `predict_from_files_to_files(jobs, model)` (many inputs to many outputs, one model load). Predictions are at the
 model's frame rate (50 fps); `curve_on_grid` resamples, smooths and clips them. `load_model` accepts a `model.pt`,
 a run folder or an exported `.onnx` (`export.OnnxMouthModel`), and every layer takes either.
-`evaluate_dataset(model, data, split)` scores a prepared dataset split (`voxtool.evaluation.EvalResult`).
+`evaluate.evaluate_dataset(model, data, split)` scores a prepared dataset split (`voxtool.evaluation.EvalResult`).
 
 Mels are (n_mels, T) throughout. Long audio is processed in chunks so memory stays flat with duration:
 0. `predict_from_file` reads the file in blocks, resampled block by block (`voxtool.audio.io.iter_audio_blocks`),
@@ -13,9 +13,9 @@ Mels are (n_mels, T) throughout. Long audio is processed in chunks so memory sta
    whole-file front-end);
 2. GroupNorm statistics of the first conv layer are gathered over the whole file in a first pass, so the
    convolutional front is exactly the whole-file one;
-3. the BiLSTM runs on chunks of `chunk_frames` with `context_frames` of extra audio on both sides, and only each
-   chunk's core is kept, so seams see the same past and future context as whole-file inference would, up to the
-   LSTM's (short) memory.
+3. the BiLSTM runs on equal windows, cores of `chunk_frames` with `context_frames` of extra log-mel on both sides,
+   `batch_size` windows per forward pass (`runtime.predict_mel_chunks`), and only each core is kept, so seams see
+   the same past and future context as whole-file inference would, up to the LSTM's (short) memory.
 """
 
 from __future__ import annotations
@@ -26,93 +26,37 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from voxtool.audio.mel_config import MelConfig
 from voxtool.errors import BadInput
 from voxtool.tasks.mouth.config import ModelSection
 from voxtool.tasks.mouth.formats import FORMATS, write_curve  # noqa: F401  (write_curve: re-exported)
 from voxtool.tasks.mouth.model import BiLSTMCurveEstimator, migrate_state_dict
+from voxtool.tasks.mouth.runtime import (  # noqa: F401  (MouthModel, predict_mel: re-exported)
+    DEFAULT_BATCH_SIZE,
+    DEFAULT_CHUNK_FRAMES,
+    DEFAULT_CONTEXT_FRAMES,
+    MouthModel,
+    predict_mel,
+    predict_mel_chunks,
+)
 
 if TYPE_CHECKING:
-    from voxtool.evaluation import EvalResult
     from voxtool.tasks.mouth.export import OnnxMouthModel
 
-DEFAULT_CHUNK_FRAMES = 3000  # 60 s
-DEFAULT_CONTEXT_FRAMES = 250  # 5 s either side
-
-
-@dataclass
-class MouthModel:
-    """A loaded model with the feature settings it was trained on. `gain`: a per-singer gain k applied to every
-    curve, (y - p0) k + p0 on the normalised scale (`use_speaker`, `use_average_gain`); None: the generic curve."""
-
-    model: BiLSTMCurveEstimator
-    mel_cfg: MelConfig
-    device: torch.device
-    meta: dict[str, Any]
-    gain: float | None = None
-
-    @property
-    def fps(self) -> float:
-        return self.mel_cfg.sample_rate / self.mel_cfg.hop_length
-
-    @property
-    def speakers(self) -> dict[str, int]:
-        """Singers whose gains the model holds: name -> id ({} without per-singer gains)."""
-        if self.model.k_filter is None:
-            return {}
-        return {str(k): int(v) for k, v in (self.meta.get("speakers") or {}).items()}
-
-    def _gains(self, ids: list[int]) -> torch.Tensor:
-        with torch.no_grad():
-            return self.model.speaker_gain(torch.tensor(ids, device=self.device)).float().cpu()
-
-    def _need_gains(self, option: str) -> None:
-        if self.model.k_filter is None:
-            raise BadInput(None, f"{option}: this model has no per-singer gains (trained without model.speaker_gain)")
-
-    def use_speaker(self, name: str | None) -> None:
-        """Apply training singer `name`'s learned gain from now on (None: the generic curve); BadInput if unknown."""
-        if name is None:
-            self.gain = None
-            return
-        self._need_gains("--speaker")
-        known = self.speakers
-        if name not in known:
-            shown = ", ".join(sorted(known)[:8]) + (", ..." if len(known) > 8 else "")
-            raise BadInput(None, f"--speaker {name!r} is not a training singer of this model "
-                                 f"(known: {shown or 'none recorded'})")  # fmt: skip
-        if not 0 <= known[name] < self.model.k_filter.num_embeddings:
-            raise BadInput(None, f"--speaker {name!r}: id {known[name]} has no gain in the model")
-        self.gain = float(self._gains([known[name]])[0])
-
-    def use_average_gain(self) -> None:
-        """Apply the mean gain of the training singers (`meta.train_speakers`; every row when not recorded, as
-        for the original's files, whose gains are all training singers'): the generic curve at a typical face's
-        scale instead of the arbitrary scale the gains leave it at."""
-        self._need_gains("--average-gain")
-        names = self.meta.get("train_speakers")
-        known = self.speakers
-        ids = [known[n] for n in names if n in known] if names else list(range(self.model.k_filter.num_embeddings))
-        self.gain = float(self._gains(ids).mean())
-
-    def curve(self, mel: torch.Tensor, stats: torch.Tensor | None = None) -> torch.Tensor:
-        """(B, F, T) log-mel -> (B, T) curve in target units, with `gain` when set."""
-        y = self.model(mel, stats)
-        if self.gain is not None:
-            p0 = self.model.p0
-            y = (y - p0) * self.gain + p0
-        return self.model.denormalize(y)
-
-
-def load_model(path: str | Path, device: str = "cpu") -> MouthModel | OnnxMouthModel:
+def load_model(
+    path: str | Path, device: str = "cpu", precision: str = "32", backend: str = "torch", threads: int = 0
+) -> MouthModel | OnnxMouthModel:
     """A `model.pt` or run folder -> MouthModel on `device` (auto|cpu|cuda...); R^3-MOE's own bare state dict
     (with its `config.yaml` beside it, `original.load_original`) too; an `.onnx` (exported by voxtool, or the
-    original's `waveform` -> `curve` graph) -> `export.OnnxMouthModel` (onnxruntime on the CPU)."""
+    original's `waveform` -> `curve` graph) -> `export.OnnxMouthModel` (onnxruntime on the CPU).
+
+    `precision` 32 | bf16 | 16 | auto (bf16 on a CPU with native bf16); `backend` torch | onnx (the network
+    exported in memory, run by onnxruntime with `threads` intra-op threads); see `runtime.MouthModel`."""
     from voxtool.devices import resolve_device
     from voxtool.training.modelfile import load_model_file, load_weights
 
+    runtime = {"precision": precision, "backend": backend, "threads": threads}
     if str(path).lower().endswith(".onnx"):
         from voxtool.tasks.mouth.export import OnnxMouthModel
 
@@ -125,11 +69,12 @@ def load_model(path: str | Path, device: str = "cpu") -> MouthModel | OnnxMouthM
         from voxtool.fileio import load_torch
         from voxtool.tasks.mouth.original import load_original, unwrap_state_dict
 
-        state = unwrap_state_dict(load_torch(e.where))
+        where = e.where
+        state = unwrap_state_dict(load_torch(where))
         if state is None:
             raise BadInput(e.where, "neither a voxtool model file nor an R^3-MOE state dict (with config.yaml "
                                     "beside it)") from None  # fmt: skip
-        return load_original(Path(e.where), state, device)
+        return _with_path(where, lambda: load_original(Path(where), state, device, **runtime))
     try:
         model_cfg = ModelSection.model_validate(mf.config.get("model", {}))
         mel_cfg = MelConfig.model_validate(mf.meta["mel"])
@@ -142,119 +87,21 @@ def load_model(path: str | Path, device: str = "cpu") -> MouthModel | OnnxMouthM
     # gains of a model trained without model.speaker_gain (an imported original's) are not part of it
     load_weights(model, state, mf.path, ignore_unexpected=() if model.k_filter is not None else ("k_filter",))
     model.to(dev).eval()
-    return MouthModel(model, mel_cfg, dev, dict(mf.meta))
+    return _with_path(mf.path, lambda: MouthModel(model, mel_cfg, dev, dict(mf.meta), **runtime))
+
+
+def _with_path(path, make):
+    """`make()`, its BadInput naming `path` when it names no file itself."""
+    try:
+        return make()
+    except BadInput as e:
+        raise BadInput(path if e.where is None else e.where, e.problem) from None
 
 
 def first_line(e: BaseException) -> str:
     """`Type: first line of the message` (short), for one-line error reports."""
     text = str(e).strip()
     return f"{type(e).__name__}: {text.splitlines()[0][:120]}" if text else type(e).__name__
-
-
-# --------------------------------------------------------------------------------------------- model
-
-
-class _FrameWindow:
-    """Frames [start, end) of a stream of (n_mels, t) chunks in memory; `fill` reads on, `drop` forgets."""
-
-    def __init__(self, chunks: Iterable[np.ndarray]):
-        self._chunks = iter(chunks)
-        self._buf: np.ndarray | None = None
-        self.start = 0
-        self.done = False
-
-    @property
-    def end(self) -> int:
-        return self.start + (0 if self._buf is None else self._buf.shape[1])
-
-    def fill(self, stop: int) -> None:
-        while not self.done and self.end < stop:
-            chunk = next(self._chunks, None)
-            if chunk is None:
-                self.done = True
-            else:
-                self._buf = chunk if self._buf is None else np.concatenate([self._buf, chunk], axis=1)
-
-    def get(self, lo: int, hi: int) -> np.ndarray:
-        """Frames [lo, hi) as a contiguous (n_mels, hi - lo) array."""
-        if self._buf is None:
-            return np.zeros((0, 0), dtype=np.float32)
-        return np.ascontiguousarray(self._buf[:, lo - self.start : hi - self.start])
-
-    def drop(self, lo: int) -> None:
-        if self._buf is not None and lo > self.start:
-            self._buf = self._buf[:, lo - self.start :].copy()
-            self.start = lo
-
-
-@torch.no_grad()
-def predict_mel_chunks(
-    model: MouthModel,
-    chunks: Callable[[], Iterable[np.ndarray]],
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-    context_frames: int = DEFAULT_CONTEXT_FRAMES,
-    keep_mel: bool = False,
-) -> tuple[np.ndarray, np.ndarray | None]:
-    """A log-mel given as a stream of (n_mels, t) chunks -> ((T,) curve in target units, the (n_mels, T) log-mel
-    or None).
-
-    `chunks()` starts the stream afresh; it is read twice when T > chunk_frames (the GroupNorm statistics of the
-    whole file first, then the BiLSTM chunks with context), and only a window of chunk + 2 x context frames is in
-    memory at a time (plus the whole log-mel with `keep_mel`)."""
-    net, dev = model.model, model.device
-    win = _FrameWindow(chunks())
-    win.fill(chunk_frames + 1)
-    if win.done and win.end <= chunk_frames:
-        mel = win.get(0, win.end)
-        curve = model.curve(torch.from_numpy(mel).to(dev)[None])[0].float().cpu().numpy()
-        return curve, (mel if keep_mel else None)
-    # pass 1: GroupNorm statistics of the first conv layer over the whole file (1-frame halo for the k3 conv)
-    stats = None
-    a = 0
-    while True:
-        win.fill(a + chunk_frames + 1)
-        t = win.end
-        if a >= t:
-            break
-        b = min(t, a + chunk_frames)
-        lo, hi = max(0, a - 1), min(t, b + 1)
-        h = net.front(torch.from_numpy(win.get(lo, hi)).to(dev)[None])[..., a - lo : a - lo + (b - a)]
-        s = net.group_stats(h)
-        stats = s if stats is None else stats + s
-        win.drop(b - 1)
-        a = b
-    total = a
-    # pass 2: chunks with context on both sides, keep the cores
-    win = _FrameWindow(chunks())
-    out = np.empty(total, dtype=np.float32)
-    kept: list[np.ndarray] = []
-    for a in range(0, total, chunk_frames):
-        b = min(total, a + chunk_frames)
-        lo, hi = max(0, a - context_frames), min(total, b + context_frames)
-        win.fill(hi)
-        if win.end < hi:
-            raise BadInput(None, "the audio changed while it was being read")
-        y = model.curve(torch.from_numpy(win.get(lo, hi)).to(dev)[None], stats)[0]
-        out[a:b] = y[a - lo : a - lo + (b - a)].float().cpu().numpy()
-        if keep_mel:
-            kept.append(win.get(a, b))
-        win.drop(max(0, b - context_frames))
-    return out, (np.concatenate(kept, axis=1) if keep_mel else None)
-
-
-def predict_mel(
-    model: MouthModel,
-    mel: np.ndarray,
-    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
-    context_frames: int = DEFAULT_CONTEXT_FRAMES,
-) -> np.ndarray:
-    """(n_mels, T) log-mel -> (T,) curve in target units; chunked when T > chunk_frames."""
-    mel = np.asarray(mel, dtype=np.float32)
-
-    def chunks():
-        return (mel[:, a : a + chunk_frames] for a in range(0, mel.shape[1], chunk_frames))
-
-    return predict_mel_chunks(model, chunks, chunk_frames, context_frames)[0]
 
 
 @dataclass
@@ -274,6 +121,7 @@ def predict(
     model: MouthModel | OnnxMouthModel,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     context_frames: int = DEFAULT_CONTEXT_FRAMES,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Prediction:
     """Mono audio (N,) (or (N, channels), averaged) at `sr` -> curve and log-mel at the model's frame rate."""
     from voxtool.audio.framing import log_mel
@@ -289,7 +137,7 @@ def predict(
     target_sr = model.mel_cfg.sample_rate
     audio = resample(audio, sr, target_sr)
     mel = log_mel(audio, model.mel_cfg, chunk_frames)
-    curve = predict_mel(model, mel, chunk_frames, context_frames)
+    curve = predict_mel(model, mel, chunk_frames, context_frames, batch_size)
     return Prediction(model.mel_cfg.frame_times(len(curve)), curve, mel, len(audio) / target_sr)
 
 
@@ -300,6 +148,7 @@ def predict_from_file(
     context_frames: int = DEFAULT_CONTEXT_FRAMES,
     keep_mel: bool = False,
     block_seconds: float = 10.0,
+    batch_size: int = DEFAULT_BATCH_SIZE,
 ) -> Prediction:
     """An audio file -> curve at the model's frame rate, equal to `predict(load_audio(path), ...)` but reading the
     file in blocks (resampled block by block), so memory does not grow with its duration. A file longer than one
@@ -319,7 +168,7 @@ def predict_from_file(
         def chunks():
             return iter_log_mel_chunks(iter_audio_blocks(path, sr, block_seconds), model.mel_cfg, chunk_frames, info)
 
-        curve, mel = predict_mel_chunks(model, chunks, chunk_frames, context_frames, keep_mel)
+        curve, mel = predict_mel_chunks(model, chunks, chunk_frames, context_frames, keep_mel, batch_size)
     except BadInput as e:
         raise BadInput(path if e.where is None else e.where, e.problem) from None
     return Prediction(model.mel_cfg.frame_times(len(curve)), curve, mel, info["samples"] / sr)
@@ -420,6 +269,8 @@ def predict_from_files_to_files(
     clip: bool = False,
     plots: dict[Path, Path] | None = None,
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    context_frames: int = DEFAULT_CONTEXT_FRAMES,
+    batch_size: int = DEFAULT_BATCH_SIZE,
     advance: Callable[..., None] | None = None,
     fail_fast: bool = True,
     out: Path | None = None,
@@ -445,7 +296,8 @@ def predict_from_files_to_files(
 
     def work(job) -> dict[str, Any]:
         plotted = plots.get(job.src)
-        p = predict_from_file(job.src, model, chunk_frames, keep_mel=plotted is not None or fmt in NEEDS_MEL)
+        p = predict_from_file(job.src, model, chunk_frames, context_frames, keep_mel=plotted is not None or fmt in NEEDS_MEL,
+                              batch_size=batch_size)
         times, values, out_fps = curve_on_grid(p, fps, smooth, clip, model.fps)
         bright = None
         if fmt in NEEDS_MEL:
@@ -463,46 +315,3 @@ def predict_from_files_to_files(
         }
 
     return run_jobs(jobs, work, fail_fast=fail_fast, advance=advance, out=out)
-
-
-# --------------------------------------------------------------------------------------------- eval
-
-
-def evaluate_dataset(
-    model: str | Path | MouthModel,
-    data: Path,
-    split: str = "valid",
-    *,
-    device: str = "cpu",
-    limit: int = 0,
-    advance: Callable[..., None] | None = None,
-) -> EvalResult:
-    """Metrics of a model on a prepared dataset split, whole files as the training validation does.
-
-    `EvalResult.metrics`: loss (MSE on the normalised scale), mae, r2, pearson over the split (see `metrics`);
-    `.items`: one row per file with its name, frames and the same metrics."""
-    from voxtool.evaluation import EvalResult
-    from voxtool.tasks.mouth.data import SPLITS, MouthDataset
-    from voxtool.tasks.mouth.metrics import curve_metrics
-
-    if split not in SPLITS:
-        raise BadInput(None, f"--split {split!r}: choose {', '.join(SPLITS)}")
-    loaded = model if isinstance(model, MouthModel) else load_model(model, device)
-    if not isinstance(loaded, MouthModel):
-        raise BadInput(model, "eval needs a model.pt or run folder: the dataset holds log-mels, an ONNX graph "
-                              "takes waveforms")  # fmt: skip
-    ds = MouthDataset(data)
-    if ds.mel_cfg != loaded.mel_cfg:
-        raise BadInput(data, "dataset features differ from the model's (prepared with other mel settings)")
-    items = ds.load_split(split, limit)
-    if not items or items[0].curve is None:
-        raise BadInput(data, f"split '{split}' is empty" if not items else "an unlabeled dataset cannot be scored")
-    lo, hi = loaded.model.value_range.tolist()
-    preds, rows = [], []
-    for item in items:
-        pred = predict_mel(loaded, item.mel)
-        preds.append(pred)
-        rows.append({"name": item.path, "frames": len(pred), **curve_metrics([pred], [item.curve], lo, hi)})
-        if advance:
-            advance(1)
-    return EvalResult(curve_metrics(preds, [it.curve for it in items], lo, hi), rows)

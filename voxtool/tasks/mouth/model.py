@@ -68,8 +68,10 @@ class BiLSTMCurveEstimator(nn.Module):
 
     # -- the network -----------------------------------------------------------------------------------
     def front(self, mel: torch.Tensor) -> torch.Tensor:
-        """(B, F, T) -> first conv output (B, C, T), before GroupNorm."""
-        return self.input_stack[0](mel)
+        """(B, F, T) -> first conv output (B, C, T), before GroupNorm; in fp32 under an autocast (log-mels reach
+        -12, where bf16 steps by 0.06, and this layer is a small part of the time)."""
+        with torch.autocast(mel.device.type, enabled=False):
+            return self.input_stack[0](mel.float())
 
     def group_stats(self, h: torch.Tensor) -> torch.Tensor:
         """Sufficient statistics of GroupNorm for (B, C, T): (B, G, 3) = [count, sum, sum of squares] in float64."""
@@ -79,15 +81,28 @@ class BiLSTMCurveEstimator(nn.Module):
         count = torch.full((b, g), float(hg.shape[-1]), dtype=torch.float64, device=h.device)
         return torch.stack([count, hg.sum(-1), (hg * hg).sum(-1)], dim=-1)
 
-    def _group_norm(self, h: torch.Tensor, stats: torch.Tensor) -> torch.Tensor:
+    @staticmethod
+    def group_moments(stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, G, 3) statistics from `group_stats` -> (mean (B, G), variance (B, G)) in float64."""
+        mean = stats[..., 1] / stats[..., 0]
+        return mean, (stats[..., 2] / stats[..., 0] - mean * mean).clamp_min(0.0)
+
+    def normalize_groups(self, h: torch.Tensor, mean: torch.Tensor, var: torch.Tensor) -> torch.Tensor:
+        """GroupNorm of the first conv output (B, C, T) with given group moments (B, G), in float32 (also under a
+        bf16 autocast: the whole file's statistics are what chunks share)."""
         gn: nn.GroupNorm = self.input_stack[1]
         b, c, t = h.shape
-        g = self.cfg.n_groups
-        mean = stats[..., 1] / stats[..., 0]
-        var = (stats[..., 2] / stats[..., 0] - mean * mean).clamp_min(0.0)
-        hg = h.reshape(b, g, (c // g) * t)
-        hg = (hg - mean[..., None].to(h.dtype)) / torch.sqrt(var[..., None].to(h.dtype) + gn.eps)
+        hg = h.float().reshape(b, self.cfg.n_groups, -1)
+        hg = (hg - mean[..., None].float()) / torch.sqrt(var[..., None].float() + gn.eps)
         return hg.reshape(b, c, t) * gn.weight[None, :, None] + gn.bias[None, :, None]
+
+    def back(self, h: torch.Tensor) -> torch.Tensor:
+        """Normalised first conv output (B, C, T) -> (B, T) normalised curve: the rest of the network."""
+        for layer in self.input_stack[2:]:
+            h = layer(h)
+        h, _ = self.rnn(h.transpose(1, 2))
+        with torch.autocast(h.device.type, enabled=False):  # the output in fp32: bf16 steps by 0.004 near 1
+            return torch.sigmoid(self.output_proj(h.float())).squeeze(-1)
 
     def forward(
         self, mel: torch.Tensor, stats: torch.Tensor | None = None, speaker: torch.Tensor | None = None
@@ -98,11 +113,8 @@ class BiLSTMCurveEstimator(nn.Module):
         `speaker` (B,) long applies those training singers' gains (training, `--speaker`).
         """
         h = self.front(mel)
-        h = self.input_stack[1](h) if stats is None else self._group_norm(h, stats)
-        for layer in self.input_stack[2:]:
-            h = layer(h)
-        h, _ = self.rnn(h.transpose(1, 2))
-        y = torch.sigmoid(self.output_proj(h)).squeeze(-1)
+        h = self.input_stack[1](h) if stats is None else self.normalize_groups(h, *self.group_moments(stats))
+        y = self.back(h)
         return y if speaker is None else self.apply_gain(y, speaker)
 
     def infer(

@@ -202,12 +202,13 @@ def read_speaker_mapping(path: Path) -> dict[str, int]:
     return {str(k): int(v) for k, v in doc.items()}
 
 
-def load_original(path: Path, state: dict | None = None, device: str = "cpu"):
-    """The original's `ema_model_N.pt` (its `config.yaml` beside it) -> `infer.MouthModel` on `device`."""
+def load_original(path: Path, state: dict | None = None, device: str = "cpu", **runtime):
+    """The original's `ema_model_N.pt` (its `config.yaml` beside it) -> `runtime.MouthModel` on `device`
+    (`runtime`: its precision, backend and threads)."""
     from voxtool.devices import resolve_device
     from voxtool.fileio import load_torch
-    from voxtool.tasks.mouth.infer import MouthModel
     from voxtool.tasks.mouth.model import BiLSTMCurveEstimator
+    from voxtool.tasks.mouth.runtime import MouthModel
     from voxtool.training.modelfile import load_weights
 
     path = Path(path)
@@ -231,7 +232,7 @@ def load_original(path: Path, state: dict | None = None, device: str = "cpu"):
             "source": "R^3-MOE", "target": "jaw-minus-close"}  # fmt: skip
     dev = resolve_device(device).torch
     model.to(dev).eval()
-    return MouthModel(model, cfg.mel, dev, meta)
+    return MouthModel(model, cfg.mel, dev, meta, **runtime)
 
 
 def config_yaml_text(mel: MelConfig, model: ModelSection, vmin: float, vmax: float) -> str:

@@ -13,7 +13,10 @@ from voxtool.options import (
     MAX_BATCH,
     MAX_SEED,
     MAX_STEPS,
+    Backend,
     FailFast,
+    InferPrecision,
+    Threads,
     TrainOptions,
     common_flags,
     train_command,
@@ -218,7 +221,9 @@ def infer(
         "--context-frames", min=0, max=10_000, help="Overlap frames on each side of a chunk [model's preset, else 256].")
     ] = None,
     device: Device = "auto",
-    precision: Annotated[str, typer.Option("--precision", help="32 | 16 | bf16 (accelerators).")] = "32",
+    precision: InferPrecision = "auto",
+    backend: Backend = "torch",
+    threads: Threads = 0,
     skip_existing: Annotated[bool, typer.Option("--skip-existing", help="Skip inputs whose output exists.")] = False,
     fail_fast: FailFast = False,
     json_out: JsonOut = False,
@@ -234,7 +239,10 @@ def infer(
     if not jobs:
         log("nothing to do (every output exists)")
         return
-    pitch_model = load_model(model, device=device, precision=precision)
+    from voxtool.inference_backends import set_threads
+
+    set_threads(threads)
+    pitch_model = load_model(model, device=device, precision=precision, backend=backend, threads=threads)
     log(f"model: {model} ({pitch_model.description})")
     with progress(len(jobs), "infer rmvpe") as advance:
         summary = predict_from_files_to_files(  # which also sets the process's mmap threshold (flat memory)
