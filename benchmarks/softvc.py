@@ -64,8 +64,9 @@ def build_converter(chain: str):
     torch.manual_seed(0)
     arch = PUBLISHED if chain == "published" else TINY
     preset = "softvc" if chain == "published" else "softvc-tiny"
-    cfg = load_config(SoftvcConfig, preset, [f"model.unit_dim={arch.unit_dim}", 'model.conditioning="explicit"'],
-                      task="softvc")
+    f0_range = f"model.f0_range_hz=[{STATS['f0_min_hz']}, {STATS['f0_max_hz']}]"  # for the harmonic prior
+    cfg = load_config(SoftvcConfig, preset, [f"model.unit_dim={arch.unit_dim}", 'model.conditioning="explicit"',
+                                             f0_range], task="softvc")
     acoustic = AcousticModel(cfg.model).eval()
     if chain == "published":
         from voxtool.vocoders.hifigan import Generator

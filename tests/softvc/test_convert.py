@@ -30,8 +30,10 @@ def tiny_chain(root, conditioning: str, stats: dict | None = None, seed: int = 0
     torch.manual_seed(seed)
     if not (root / "hubert.pt").exists():
         save_model_file(root / "hubert.pt", TASK, {"arch": TINY.model_dump()}, HubertSoft(TINY).state_dict())
+    # explicit's harmonic prior turns the log-f0 back into Hz over the range training recorded (train fills it in)
+    f0_range = [f"model.f0_range_hz=[{stats['f0_min_hz']}, {stats['f0_max_hz']}]"] if conditioning == "explicit" else []
     cfg = load_config(SoftvcConfig, "softvc-tiny", [f"model.unit_dim={TINY.unit_dim}", f"model.pitdyn_dim={TINY.unit_dim}",
-                                                    f'model.conditioning="{conditioning}"'], task="softvc")
+                                                    f'model.conditioning="{conditioning}"', *f0_range], task="softvc")
     save_model_file(root / f"{conditioning}.pt", "softvc", cfg.model_dump(mode="json"),
                     AcousticModel(cfg.model).state_dict(), {"stats": stats})
     return root / "hubert.pt", root / f"{conditioning}.pt"

@@ -48,14 +48,19 @@ def prepared(corpus, tmp_path_factory):
     return out, report
 
 
-def test_layout_and_shapes(prepared):
+def test_layout_and_shapes(prepared, corpus):
     out, report = prepared
     meta = json.loads((out / "dataset.json").read_text())
     assert meta["format"] == FORMAT and meta["format_version"] == 1
     assert meta["sample_rate"] == 16000 and meta["unit_hop"] == 320 and meta["content"] is None
     assert meta["mel"]["hop_length"] == 160 and meta["mel"]["n_mels"] == 128
     stats = meta["stats"]
-    assert 50 <= stats["f0_min_hz"] < 110 < 330 < stats["f0_max_hz"] < 1100 and stats["dynamics_bins"] == 32
+    sung = np.concatenate(list(corpus[1].values()))
+    sung = sung[sung > 0]
+    semitone = 2 ** (1 / 12)  # the f0 range is harvest's 1st-99th percentile: within the sung range (+- a semitone)
+    assert sung.min() / semitone < stats["f0_min_hz"] < stats["f0_max_hz"] < sung.max() * semitone
+    assert stats["f0_max_hz"] / stats["f0_min_hz"] > np.percentile(sung, 90) / np.percentile(sung, 10)
+    assert stats["dynamics_bins"] == 32
     assert stats["pitch_bins"] >= 2 and stats["rms_max"] > stats["rms_min"] >= 0
     lists = {s: (out / f"{s}.txt").read_text().split() for s in ("train", "valid")}
     assert sorted(lists["train"] + lists["valid"]) == ["items/a.npz", "items/b.npz", "items/sub/c.npz"]

@@ -19,6 +19,23 @@ F0_PERCENTILES = (1.0, 99.0)  # the f0 range of a corpus: these percentiles of i
 UNVOICED_BIN = 0
 
 
+def steady_f0(f0: np.ndarray, radius: int = 2, max_semitones: float = 3.0) -> np.ndarray:
+    """The voiced values of one f0 track (N,) (Hz, 0 = unvoiced) within `max_semitones` of the median of the voiced
+    frames around them (+-`radius` frames, judged where at least 3 are voiced): drops the isolated octave jumps
+    trackers make, mostly at voicing edges."""
+    f0 = np.asarray(f0, dtype=np.float64)
+    voiced = f0 > 0
+    if not voiced.any():
+        return f0[:0]
+    log = np.where(voiced, np.log2(np.where(voiced, f0, 1.0)), np.nan)
+    windows = np.lib.stride_tricks.sliding_window_view(np.pad(log, radius, constant_values=np.nan), 2 * radius + 1)
+    with np.errstate(all="ignore"):
+        local = np.nanmedian(windows[voiced], axis=1)
+    judged = np.sum(~np.isnan(windows[voiced]), axis=1) >= 3  # a frame with fewer voiced neighbours is kept as is
+    keep = ~judged | (np.abs(log[voiced] - local) * 12 <= max_semitones)
+    return f0[voiced][keep]
+
+
 @dataclass(frozen=True)
 class PitchDynStats:
     """Corpus statistics that define the bins.
@@ -53,12 +70,13 @@ class PitchDynStats:
     ) -> PitchDynStats:
         """Statistics over a corpus: `f0s` are per-item f0 tracks in Hz (0 = unvoiced), `rmss` linear RMS tracks.
 
-        The f0 range is the F0_PERCENTILES (1st and 99th, nearest frame) of the voiced frames, not their extremes:
-        a pitch tracker's stray octave errors (harvest read a 90-450 Hz corpus as 53.7-730 Hz) would otherwise
-        stretch the bins and the explicit log-f0 scale over pitches nobody sang. A corpus with no voiced frame at
+        The f0 range is the F0_PERCENTILES (1st and 99th, nearest frame) of the voiced frames that agree with their
+        neighbours (`steady_f0`), not their extremes: a pitch tracker's stray octave errors at voicing edges (harvest
+        read a 90-450 Hz corpus as 53.7-730 Hz; 2 % of the frames of a short clip) would otherwise stretch the bins
+        and the explicit log-f0 scale over pitches nobody sang. A corpus with no voiced frame at
         all gets a nominal 50-1000 Hz range (every frame then lands in bin 0).
         """
-        voiced = [f[f > 0] for f in f0s if f.size]
+        voiced = [steady_f0(f) for f in f0s if f.size]
         voiced_all = np.concatenate(voiced) if voiced else np.zeros(0, np.float32)
         if voiced_all.size:
             lo, hi = np.percentile(voiced_all, F0_PERCENTILES, method="nearest")

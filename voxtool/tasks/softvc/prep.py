@@ -19,8 +19,6 @@ Items are written atomically and dataset.json last, so an interrupted prep leave
 
 from __future__ import annotations
 
-import glob
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import numpy as np
 
 from voxtool.datasets import PrepReport
 from voxtool.errors import BadInput
+from voxtool.tasks.softvc.sources import Source, collect_sources  # re-exported: prep.collect_sources
 
 FORMAT = "voxtool-softvc-dataset"
 FORMAT_VERSION = 1
@@ -38,47 +37,6 @@ MIN_SECONDS = 0.5  # after trimming: 25 units, enough for a training crop
 SILENT_PEAK = 1e-4
 F0_METHODS = ("harvest", "rmvpe")
 TRIM_FRAME, TRIM_HOP = 2048, 512  # librosa.effects.trim's framing (hubert-pitdyn trims with it at 50 dB)
-
-
-@dataclass(frozen=True)
-class Source:
-    path: Path  # the audio file
-    rel: str  # item path relative to OUT/items, without suffix (posix)
-
-
-def collect_sources(inputs: list[str | Path]) -> list[Source]:
-    """Files, folders (searched recursively; relative paths kept) and globs -> sources with unique item names."""
-    from voxtool.audio.io import is_audio_file
-
-    found: list[tuple[Path, str]] = []
-    for text in map(str, inputs):
-        if any(ch in text for ch in "*?["):
-            files = [Path(m) for m in sorted(glob.glob(text, recursive=True)) if Path(m).is_file()]
-            files = [p for p in files if is_audio_file(p)]
-            if not files:
-                raise BadInput(text, "pattern matches no audio files")
-            found += [(p, p.stem) for p in files]
-        elif Path(text).is_dir():
-            root = Path(text)
-            files = sorted(p for p in root.rglob("*") if p.is_file() and is_audio_file(p))
-            if not files:
-                raise BadInput(root, "directory holds no audio files")
-            found += [(p, p.relative_to(root).with_suffix("").as_posix()) for p in files]
-        elif Path(text).is_file():
-            found.append((Path(text), Path(text).stem))
-        else:
-            raise BadInput(text, "no such file or directory")
-    used: set[str] = set()
-    sources = []
-    for path, rel in found:
-        rel = "/".join(re.sub(r"[^A-Za-z0-9_.-]+", "_", part).strip(".") or "item" for part in rel.split("/"))
-        base, k = rel, 1
-        while rel in used:
-            k += 1
-            rel = f"{base}_{k}"
-        used.add(rel)
-        sources.append(Source(path, rel))
-    return sources
 
 
 def trim_silence(audio: np.ndarray, top_db: float) -> np.ndarray:
