@@ -106,27 +106,19 @@ class OnnxNetwork:
     ):
         import warnings
 
-        import onnxruntime as ort
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise BadInput(None, "--backend onnx needs onnxruntime: pip install 'voxtool[export]'") from None
 
-        from voxtool.onnx_export import GRAPH_OPTIMIZATIONS
+        from voxtool.onnx_export import session_options
 
-        if optimization not in GRAPH_OPTIMIZATIONS:
-            raise ValueError(f"optimization must be one of {GRAPH_OPTIMIZATIONS}, not {optimization!r}")
+        options = session_options(threads, 1, optimization)
         buf = io.BytesIO()
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer notes about Python control flow on shapes
             torch.onnx.export(module.eval(), tuple(example_inputs), buf, input_names=list(input_names),
                               output_names=["output"], dynamic_axes=dynamic, opset_version=17, dynamo=False)  # fmt: skip
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        options.intra_op_num_threads = int(threads)
-        options.inter_op_num_threads = 1
-        options.graph_optimization_level = {
-            "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-            "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-            "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-            "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-        }[optimization]
         self.session = ort.InferenceSession(buf.getvalue(), options, providers=["CPUExecutionProvider"])
         self.input_names = list(input_names)
 

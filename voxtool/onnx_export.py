@@ -79,26 +79,14 @@ def export_onnx(
     return out
 
 
-def onnx_session(
-    path: str | Path,
-    *,
-    threads: int = 0,
-    inter_threads: int = 0,
-    optimization: str = "all",
-    providers: Sequence[str] = ("CPUExecutionProvider",),
-) -> Any:
-    """An onnxruntime InferenceSession on `path`; a missing or unloadable file is a one-line BadInput.
-
-    `threads` / `inter_threads`: intra-/inter-op threads (0 = onnxruntime's choice, one per core);
-    `optimization`: graph optimisation level, one of GRAPH_OPTIMIZATIONS. Warnings of the runtime are muted
-    (log level 3 = errors only): the user cannot act on its notes about unused initialisers."""
+def session_options(threads: int = 0, inter_threads: int = 0, optimization: str = "all") -> Any:
+    """onnxruntime SessionOptions: intra-/inter-op threads (0 = one per core), graph optimisation level (one of
+    GRAPH_OPTIMIZATIONS), warnings muted (log level 3 = errors only: the user cannot act on its notes about unused
+    initialisers)."""
     import onnxruntime as ort
 
     if optimization not in GRAPH_OPTIMIZATIONS:
         raise ValueError(f"optimization must be one of {GRAPH_OPTIMIZATIONS}, not {optimization!r}")
-    path = Path(path)
-    if not path.is_file():
-        raise BadInput(path, "ONNX model not found")
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = int(threads)
@@ -109,6 +97,25 @@ def onnx_session(
         "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[optimization]
+    return options
+
+
+def onnx_session(
+    path: str | Path,
+    *,
+    threads: int = 0,
+    inter_threads: int = 0,
+    optimization: str = "all",
+    providers: Sequence[str] = ("CPUExecutionProvider",),
+) -> Any:
+    """An onnxruntime InferenceSession on `path` (`session_options` for the settings); a missing or unloadable
+    file is a one-line BadInput."""
+    import onnxruntime as ort
+
+    options = session_options(threads, inter_threads, optimization)
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(path, "ONNX model not found")
     try:
         return ort.InferenceSession(str(path), options, providers=list(providers))
     except Exception as exc:  # onnxruntime raises its own exception types

@@ -22,12 +22,18 @@ class Window:
         return values[..., self.core_start - self.start : self.core_stop - self.start]
 
 
-def plan_windows(total: int, chunk: int, context: int, multiple: int = 1) -> tuple[int, list[Window]]:
+def plan_windows(
+    total: int, chunk: int, context: int, multiple: int = 1, balance: bool = False
+) -> tuple[int, list[Window]]:
     """Cut `total` frames into windows. Returns (window length in frames, windows).
 
     `chunk` 0 (or a file shorter than one window) means one window over the whole file, padded to a
-    multiple of `multiple` frames; chunk and context are rounded up to multiples of it too.
+    multiple of `multiple` frames; chunk and context are rounded up to multiples of it too. `balance`: as many
+    windows as cores of `chunk` frames need, but with equal cores of at most `chunk` (a 3003-frame file in cores of
+    1000 runs 4 windows of 751 + context instead of 4 of 1000 + context, the last holding 3 frames).
     """
+    if balance and chunk and total > chunk:
+        chunk = -(-total // -(-total // chunk))
     whole = -(-total // multiple) * multiple
     chunk = -(-chunk // multiple) * multiple if chunk else 0
     context = -(-context // multiple) * multiple if chunk else 0

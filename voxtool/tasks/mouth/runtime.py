@@ -201,7 +201,7 @@ def predict_mel_chunks(
         a = b
     total = a
     # pass 2: equal windows (cores with context on both sides), a batch per forward pass; keep the cores
-    length, windows = plan_windows(total, chunk_frames, context_frames)
+    length, windows = plan_windows(total, chunk_frames, context_frames, balance=True)
     win = _FrameWindow(chunks())
     out = np.empty(total, dtype=np.float32)
     kept: list[np.ndarray] = []
