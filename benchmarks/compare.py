@@ -51,8 +51,19 @@ def _rss_mb() -> float:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
 
 
+def _trim_heap() -> None:
+    """Hand freed heap back to the OS (glibc), so one case's peak does not hide in the next one's baseline."""
+    import ctypes
+
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc: the peaks are then upper bounds of the later cases' own
+        pass
+
+
 def measured(fn):
     """fn() -> (result, seconds, peak RSS above the start in MB), the peak sampled every 2 ms by a thread."""
+    _trim_heap()
     start = _rss_mb()
     peak = [start]
     done = threading.Event()

@@ -104,7 +104,9 @@ def infer_case(model_path: str, seconds: float, whole: bool, device: str, runs: 
     audio = (0.1 * rng.standard_normal(int(seconds * 16000))).astype(np.float32)
     predict(audio[: 16000 * 5], 16000, pred)  # warm-up
     base_rss = _current_rss_mb()
-    chunk = 10**9 if whole else 3000
+    from voxtool.tasks.mouth.config import DEFAULT_CHUNK_FRAMES
+
+    chunk = 10**9 if whole else DEFAULT_CHUNK_FRAMES
     times = []
     for _ in range(runs):
         if pred.device.type == "cuda":

@@ -207,3 +207,24 @@ def test_hanzi_lyrics_align_per_character(trained):
           f"{1000 * spread(errors):.1f}; untrained spread {1000 * spread(base):.1f}")
     assert spread(base) > 0.15  # measured 400-530 ms
     assert spread(errors) < 0.08, errors  # measured 6-16 ms over seeds 0-5
+
+
+def test_bf16_transcribes_and_aligns_like_fp32(trained):
+    """`--precision bf16` (auto on a CPU with native bf16, issue 15): the same greedy transcript, log-probabilities
+    close to fp32's, and the same forced-alignment boundaries within one output frame."""
+    from voxtool.tasks.pinyin.infer import emissions
+
+    fp32, bf16 = load_model(trained["run"], precision="32"), load_model(trained["run"], precision="bf16")
+    assert bf16.precision == "bf16"
+    rng = np.random.default_rng(seeded(31))
+    for _ in range(4):
+        wav, segs = synth.make_utterance(rng)
+        a, b = emissions(fp32, wav, synth.SR), emissions(bf16, wav, synth.SR)
+        assert a.shape == b.shape and np.mean(a.argmax(1) == b.argmax(1)) > 0.98
+        assert np.max(np.abs(np.exp(a) - np.exp(b))) < 0.05  # posteriors, the quantity decoding compares
+        assert predict(bf16, wav, synth.SR).pinyin == predict(fp32, wav, synth.SR).pinyin
+        lyrics = " ".join(s.pinyin for s in segs)
+        ta, tb = align(fp32, wav, synth.SR, lyrics), align(bf16, wav, synth.SR, lyrics)
+        frame = fp32.frame_s
+        assert all(abs(x.start - y.start) <= frame + 1e-6 and abs(x.end - y.end) <= frame + 1e-6
+                   for x, y in zip(ta.segments, tb.segments, strict=True))  # fmt: skip

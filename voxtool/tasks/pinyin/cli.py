@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from voxtool.options import MAX_COUNT, MAX_SEED, MAX_WORKERS, FailFast, TrainOptions, common_flags, train_command
+from voxtool.options import (
+    MAX_COUNT,
+    MAX_SEED,
+    MAX_WORKERS,
+    FailFast,
+    InferPrecision,
+    TrainOptions,
+    common_flags,
+    train_command,
+)
 from voxtool.plugins import TaskPlugin
 
 CORPUS_HELP = {
@@ -104,6 +113,7 @@ def transcribe(
     device: Annotated[str, typer.Option(help="auto|cpu|cuda[:N]|mps|xpu|npu|sdaa[:N]")] = "cpu",
     boundaries: Annotated[str, typer.Option(
         help="posterior (blank-free re-segmentation, default) | ctc (Viterbi CTC spans).")] = "posterior",
+    precision: InferPrecision = "auto",
     skip_existing: Annotated[bool, typer.Option(help="Skip inputs whose output exists.")] = False,
     fail_fast: FailFast = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print what was written as JSON on stdout.")] = False,
@@ -117,7 +127,7 @@ def transcribe(
     with progress(None, "transcribe pinyin") as advance:
         results = predict_from_files_to_files(model, inputs, out=out, text=text, beam=beam, fmt=fmt, device=dev,
                                               skip_existing=skip_existing, boundaries=boundaries, advance=advance,
-                                              fail_fast=fail_fast)
+                                              fail_fast=fail_fast, precision=precision)
     if json_out:
         emit_json(results)
     else:

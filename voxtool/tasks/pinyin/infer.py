@@ -52,6 +52,7 @@ class LoadedModel:
     device: torch.device
     mel: torch.nn.Module  # LogMel: (N,) -> (F, T)
     path: Path | None = None  # the model file it came from (outputs may not replace it)
+    precision: str = "32"  # of the network: 32 | bf16 | 16 (resolved from auto by load_model)
 
     @property
     def sample_rate(self) -> int:
@@ -69,9 +70,11 @@ class LoadedModel:
         return centre0 - self.frame_s / 2
 
 
-def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedModel:
-    """A model.pt (or run folder) of task pinyin -> model in eval mode on `device`."""
+def load_model(path: str | Path, device: str | torch.device = "cpu", precision: str = "32") -> LoadedModel:
+    """A model.pt (or run folder) of task pinyin -> model in eval mode on `device`. `precision` auto (bf16 on a
+    CPU with native bf16) | 32 | bf16 | 16: the network's autocast; features and log-probabilities stay fp32."""
     from voxtool.audio.mel import LogMel
+    from voxtool.inference_backends import resolve_precision
     from voxtool.tasks.pinyin.model import build_model
     from voxtool.training.modelfile import load_model_file, load_weights
 
@@ -90,7 +93,8 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     load_weights(net, mf.state_dict, mf.path)
     device = torch.device(device)
     net.to(device).eval()
-    return LoadedModel(net, vocab, cfg, device, LogMel(cfg.features.mel).to(device), Path(path))
+    return LoadedModel(net, vocab, cfg, device, LogMel(cfg.features.mel).to(device), Path(path),
+                       resolve_precision(precision, device))
 
 
 def _first_line(e: BaseException) -> str:
@@ -102,6 +106,7 @@ def _first_line(e: BaseException) -> str:
 def emissions(model: LoadedModel, audio: np.ndarray, sr: int) -> np.ndarray:
     """Mono audio (N,) at `sr` -> log-probabilities (T_out, C) as float32 numpy."""
     from voxtool.audio.io import resample
+    from voxtool.devices import autocast
 
     wav = resample(np.asarray(audio, dtype=np.float32), sr, model.sample_rate)
     n_fft = model.config.features.mel.n_fft
@@ -109,7 +114,8 @@ def emissions(model: LoadedModel, audio: np.ndarray, sr: int) -> np.ndarray:
         wav = np.pad(wav, (0, n_fft // 2 - wav.size))
     feats = model.mel(torch.from_numpy(np.ascontiguousarray(wav)).to(model.device))[None]  # (1, F, T)
     lens = torch.tensor([feats.shape[-1]], device=model.device)
-    log_probs, out_lens = model.net(feats, lens)
+    with autocast(model.device, model.precision):
+        log_probs, out_lens = model.net(feats, lens)
     return log_probs[0, : int(out_lens[0])].float().cpu().numpy()
 
 
@@ -231,7 +237,7 @@ def predict_from_file(model: LoadedModel, path: Path, *, beam: int = 1, lyrics: 
 def predict_from_files_to_files(model: str | Path | LoadedModel, inputs: list[str], *, out: Path | None = None,
                                 text: Path | None = None, beam: int = 1, fmt: str | None = None, device="cpu",
                                 skip_existing: bool = False, boundaries: str = "posterior", advance=None,
-                                fail_fast: bool = True):
+                                fail_fast: bool = True, precision: str = "32"):
     """Files / folders / globs -> one transcript file per input (a model path is loaded once, after every input
     and output was checked). Returns what was written (`voxtool.batch.BatchResults`).
 
@@ -249,7 +255,7 @@ def predict_from_files_to_files(model: str | Path | LoadedModel, inputs: list[st
             raise BadInput(text, "lyrics file or folder not found")
         if Path(text).is_file() and len(jobs) > 1:
             raise BadInput(text, "one lyrics file for several inputs; give a folder mirroring the inputs")
-    loaded = model if isinstance(model, LoadedModel) else load_model(model, device)
+    loaded = model if isinstance(model, LoadedModel) else load_model(model, device, precision)
 
     def work(job) -> dict:
         lyrics = lyrics_for(job.src, [str(i) for i in inputs], Path(text), len(jobs)) if text else None
