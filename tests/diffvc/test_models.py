@@ -101,6 +101,41 @@ def test_diffusion_loss_is_the_noise_weighted_score_matching_loss():
     assert score[1, :, 9:].abs().max() == 0  # the U-Net's output is zero on padded frames
 
 
+def test_loss_weight_cap_weighs_each_item_by_its_clipped_inverse_snr():
+    """With loss_weight_cap > 1 each item's noise-prediction error is weighted by clip((1 - gamma^2) / gamma^2, 1,
+    cap), i.e. its clean-mel error where 1/SNR lies in [1, cap]; the network and its output are untouched, so the
+    same weights with cap 1 (the default, the published loss) give the published loss."""
+    from voxtool.tasks.diffvc.diffusion import loss_weights
+
+    sde = VPSDE(0.05, 20.0)
+    t = torch.tensor([0.02, 0.3, 0.6, 0.95])
+    g2 = torch.tensor([sde.gamma(0, float(v), 2.0) for v in t])
+    w = loss_weights(g2, 100.0)
+    inverse_snr = (1 - g2) / g2
+    assert inverse_snr[0] < 1 and w[0] == 1.0  # small t: the noise loss as published
+    assert w[1] == pytest.approx(inverse_snr[1].item()) and 1 < w[1] < 100  # mid t: the clean-mel loss
+    assert inverse_snr[3] > 100 and w[3] == 100.0  # large t: capped
+    x0, mean, x_ref, mean_ref = (torch.randn(4, 16, 12) for _ in range(4))
+    mask, c = torch.ones(4, 1, 12), torch.randn(4, 8)
+    published = tiny_vc(3).eval()
+    weighted = DiffVC(ENC, DEC.model_copy(update={"loss_weight_cap": 100.0})).eval()
+    weighted.load_state_dict(published.state_dict())
+    torch.manual_seed(7)
+    plain = published.decoder.loss_t(x0, mask, mean, x_ref, mask, mean_ref, c, t)
+    torch.manual_seed(7)
+    got = weighted.decoder.loss_t(x0, mask, mean, x_ref, mask, mean_ref, c, t)
+    torch.manual_seed(7)
+    z = torch.randn(4, 16, 12)
+    g = g2.sqrt()[:, None, None]
+    xt = g * x0 + (1 - g) * mean + (1 - g ** 2).sqrt() * z
+    ref_t = (g * x_ref + (1 - g) * mean_ref).unsqueeze(1)
+    with torch.no_grad():
+        score = published.decoder.estimator(xt, mask, mean, ref_t, mask, c, t)
+    errors = ((score * (1 - g ** 2).sqrt() + z) ** 2).sum((1, 2)) / (12 * 16)
+    assert got.item() == pytest.approx((errors * w).sum().item() / 4, rel=1e-4)
+    assert plain.item() == pytest.approx(errors.mean().item(), rel=1e-4)
+
+
 def test_compute_loss_and_masked_mse():
     vc = tiny_vc(4).train()
     x, x_ref, c = torch.randn(3, 16, 30), torch.randn(3, 16, 22), torch.randn(3, 8)

@@ -4,7 +4,8 @@ Forward SDE (Grad-TTS style), X̄ the prior mean (the "average voice" mel), t in
     dX_t = 1/2 beta_t (X̄ - X_t) dt + sqrt(beta_t) dW_t,   beta_t = beta_min + (beta_max - beta_min) t.
 With gamma(s, t) = exp(-1/2 int_s^t beta_u du), X_t | X_0 ~ N(gamma(0,t) X_0 + (1 - gamma(0,t)) X̄,
 (1 - gamma(0,t)^2) I). The score network s(X_t, t) estimates grad log p(X_t); it is trained with
-sum((s sqrt(1 - gamma^2) + z)^2) / (sum(mask) n_feats), x_t = mean_t + sqrt(1 - gamma^2) z, t ~ U(1e-5, 1 - 1e-5).
+sum((s sqrt(1 - gamma^2) + z)^2) / (sum(mask) n_feats), x_t = mean_t + sqrt(1 - gamma^2) z, t ~ U(1e-5, 1 - 1e-5)
+(optionally weighted per item by `loss_weights`, see DecoderSection.loss_weight_cap; the score's meaning is the same).
 
 Reverse samplers (`reverse_sde`), N steps of h = 1/N from t = 1 down to h, each x <- (x - dx) * mask:
 - "em", Euler-Maruyama: dx = (X̄ - x) beta h / 2 - s beta h + sqrt(beta h) eps;
@@ -117,6 +118,12 @@ def reverse_sde(score_fn: ScoreFn, z: Tensor, mask: Tensor, mean: Tensor, n_step
     return x
 
 
+def loss_weights(gamma2: Tensor, cap: float) -> Tensor:
+    """w = clip((1 - gamma^2) / gamma^2, 1, cap) for gamma^2 = gamma(0, t)^2 (any shape): the inverse
+    signal-to-noise ratio of x_t, so w times the noise-prediction error is the clean-mel (x0) error where 1 < w < cap."""
+    return ((1.0 - gamma2) / gamma2.clamp_min(1e-12)).clamp(1.0, cap)
+
+
 def pad_frames(x: Tensor, multiple: int) -> Tensor:
     """Zero-pad the last (time) axis up to a multiple of `multiple` (the U-Net halves time per level)."""
     extra = -x.shape[-1] % multiple
@@ -153,8 +160,12 @@ class Diffusion(nn.Module):
         xt, z = self.forward_diffusion(x0, mask, mean, t)
         ref_t = self.diffused_mean(x_ref, ref_mask, mean_ref, t).unsqueeze(1)
         score = self.estimator(xt, mask, mean, ref_t, ref_mask, c, t).float()
-        noise_estimate = score * torch.sqrt(1.0 - self.sde.gamma_tensor(t.float()) ** 2)
-        return ((noise_estimate + z.float()) ** 2).sum() / (mask.float().sum() * self.n_feats)
+        gamma2 = self.sde.gamma_tensor(t.float()) ** 2
+        noise_estimate = score * torch.sqrt(1.0 - gamma2)
+        error = (noise_estimate + z.float()) ** 2
+        if self.cfg.loss_weight_cap > 1.0:  # see DecoderSection.loss_weight_cap; 1 keeps the published loss exactly
+            error = error * loss_weights(gamma2, self.cfg.loss_weight_cap)
+        return error.sum() / (mask.float().sum() * self.n_feats)
 
     def compute_loss(self, x0: Tensor, mask: Tensor, mean: Tensor, x_ref: Tensor, ref_mask: Tensor,
                      mean_ref: Tensor, c: Tensor) -> Tensor:

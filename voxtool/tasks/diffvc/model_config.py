@@ -63,6 +63,13 @@ class DecoderSection(StrictModel):
     # The original trains the decoder under model.train(), so the frozen encoder's dropout stays on and the prior
     # mean is noisy in training; False runs the encoder in eval mode for the decoder's loss.
     prior_dropout: bool = True
+    # Training-loss weight per item, w(t) = clip((1 - gamma^2) / gamma^2, 1, loss_weight_cap) on the published
+    # noise-prediction loss (gamma = gamma(0, t)). 1 is the published loss, in which an error in the clean mel
+    # counts with gamma^2 / (1 - gamma^2): under 0.003 for t >= 0.8, so where x_t hides the speaker nothing asks the
+    # decoder to supply it. A cap > 1 weighs the clean-mel error 1 wherever 1 <= (1 - gamma^2) / gamma^2 <= cap
+    # (an x0 loss there), the noise loss below. Only the weights change: the network still outputs the score, so
+    # the samplers are the same for every cap.
+    loss_weight_cap: float = Field(1.0, ge=1.0, le=1e6)
 
     @model_validator(mode="after")
     def _consistent(self) -> DecoderSection:
