@@ -142,6 +142,22 @@ def test_train_then_refine_resets_steps_and_uses_refine_lr(tiny_dataset, tmp_pat
     assert 0 < moved < 1e-3  # three AdamW steps at 1e-5 move each weight by at most about 3e-5
 
 
+def test_refining_a_pitdyn_base_without_side_path_keeps_its_layout(tiny_dataset, tmp_path):
+    """A pitdyn base without `encoder.side` (as every published hubert-pitdyn file) refines in its own layout
+    (strict load, side_path false recorded), unless the run sets side_path itself."""
+    from voxtool.tasks.softvc.checkpoint import load_acoustic
+
+    small = ("data.crop_units=16", "train.batch_size=2")
+    base = synthdata.train(tiny_dataset, tmp_path, "base", "pitdyn", 1, 1234, (*small, "model.side_path=false"))
+    refined = synthdata.train(tiny_dataset, tmp_path, "refined", "pitdyn", 1, 1234,
+                              (*small, f'init="{base.as_posix()}"', "refine.enabled=true"))
+    model, meta = load_acoustic(refined)
+    assert not meta.section.side_path and not hasattr(model.encoder, "side")
+    with pytest.raises(BadInput, match="encoder.side"):  # insisting on the side path: the base lacks its weights
+        synthdata.train(tiny_dataset, tmp_path, "insist", "pitdyn", 1, 1234,
+                        (*small, f'init="{base.as_posix()}"', "model.side_path=true"))
+
+
 def test_init_with_other_conditioning_is_refused(tiny_dataset, tmp_path):
     bench = synthdata
     base = bench.train(tiny_dataset, tmp_path, "base", "none", 1, 1234, ("data.crop_units=16", "train.batch_size=2"))

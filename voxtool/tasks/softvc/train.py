@@ -106,6 +106,13 @@ class SoftvcTask(TrainTask):
             raise BadInput(path, f"--init model has conditioning '{meta.conditioning}' ({meta.section.in_dim}-d "
                                  f"input); this run trains '{self.config.model.conditioning}' "
                                  f"({self.model.in_dim}-d)")
+        section = self.config.model
+        if (section.conditioning == "pitdyn" and meta.section.side_path != section.side_path
+                and "side_path" not in section.model_fields_set):
+            # a published hubert-pitdyn base has no side layer: refine it in its own layout (and the reverse)
+            self.config.model = section.model_copy(update={"side_path": meta.section.side_path})
+            torch.manual_seed(self.env.seed)
+            self.model = AcousticModel(self.config.model, self.config.mel.n_mels, self.config.mel)
         load_weights(self.model, loaded.state_dict(), path)  # other sizes than [model]: BadInput naming a shape
         how = f"refining at lr {self.config.refine.lr:g}, steps from 0" if self.config.refine.enabled else "warm start"
         console.log(f"acoustic model initialised from {path} ({how})")
