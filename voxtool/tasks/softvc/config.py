@@ -19,7 +19,7 @@ and the run counts its steps from 0.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import Field, model_validator
 
@@ -33,6 +33,7 @@ CONDITIONINGS: tuple[str, ...] = ("none", "pitdyn", "explicit")
 EXPLICIT_FEATURES = 3  # normalised log-f0, voiced flag, normalised loudness (per 50 Hz frame)
 # the model expands the log-f0 into a pitch code of this many log-spaced bins over the dataset's f0 range (model.py)
 PITCH_CODE_BINS = 64
+Hz = Annotated[float, Field(gt=0, le=48_000)]
 
 
 class AcousticSection(StrictModel):
@@ -54,7 +55,13 @@ class AcousticSection(StrictModel):
     # output frame (`decoder.harmonic`), so the harmonics sit where the f0 (and the key) puts them
     harmonic_prior: bool = True
     # the dataset's f0 range (Hz) that the explicit log-f0 feature is normalised over; train fills it from dataset.json
-    f0_range_hz: tuple[float, float] | None = None
+    f0_range_hz: tuple[Hz, Hz] | None = None
+
+    @model_validator(mode="after")
+    def _f0_range_ascends(self) -> AcousticSection:
+        if self.f0_range_hz is not None and not self.f0_range_hz[0] < self.f0_range_hz[1]:
+            raise ValueError(f"f0_range_hz must be (low, high) with low < high, got {self.f0_range_hz}")
+        return self
 
     @property
     def in_dim(self) -> int:
