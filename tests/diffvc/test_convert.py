@@ -180,7 +180,9 @@ def test_convert_cli_refuses_bad_options(random_model, tmp_path, args, message):
 
 LEARN_ENC_STEPS = 150
 LEARN_DEC_STEPS = 1000
+# diffvc-tiny's loss_weight_cap (100) is what makes the tiny decoder read its speaker condition at all
 LEARN_DEC_SETTINGS = ["train.lr=2e-3", "data.crop_frames=32", "train.valid_every=100000"]
+LEARN_SAMPLER_STEPS = 30
 
 
 def _train_pair(data, runs, units):
@@ -201,20 +203,21 @@ def _train_pair(data, runs, units):
 
 
 @pytest.mark.slow
-# Not yet met: at a size a CPU trains in minutes the decoder does not learn to use the speaker (reference mel
-# unused, the d-vector moves the loss by 1-3.5 %), so this fails (docs/diffvc.md, "Measured"); issue 13 stays open.
-@pytest.mark.skipif(not os.environ.get("VOXTOOL_LONG_TESTS"), reason="the tiny decoder does not convert yet (~30 min "
-                    "per case, fails: docs/diffvc.md 'Measured'); VOXTOOL_LONG_TESTS=1 runs it")
+# Not yet met with a margin: with diffvc-tiny's loss weighting the converted speech leans to the target on both
+# measures (GE2E 0.695 vs 0.684, cepstral 8.99 vs 9.27, one seed), but by less than the spread between conversions
+# (4 of 8 closer on both), and a case takes ~4-5 min (docs/diffvc.md, "Measured"); issue 13 stays open.
+@pytest.mark.skipif(not os.environ.get("VOXTOOL_LONG_TESTS"), reason="the tiny decoder's conversion margins are within "
+                    "noise (~5 min per case; docs/diffvc.md 'Measured'); VOXTOOL_LONG_TESTS=1 runs it")
 @pytest.mark.parametrize("units", ["phones", "kmeans"])
 def test_converted_speech_is_closer_to_the_target(units, diffvc_phone_dataset, diffvc_kmeans_dataset, tmp_path):
     """Tiny encoder + decoder trained on three synthetic voices (phone or k-means average-voice targets), then
-    any-to-any conversion between them (ML, 6 steps, Griffin-Lim): the converted speech's GE2E d-vector is closer to
+    any-to-any conversion between them (ML, LEARN_SAMPLER_STEPS steps, Griffin-Lim): the converted speech's GE2E d-vector is closer to
     the target voice than to the source voice, and so are its mel-cepstral statistics, which DiffVC never sees.
     Measured figures: docs/diffvc.md ("Measured")."""
     data = diffvc_phone_dataset if units == "phones" else diffvc_kmeans_dataset
     run, enc_loss = _train_pair(data, tmp_path, units)
     converter = infer.load_model(run, "griffinlim")
-    result = infer.evaluate_dataset(converter, data, "train", limit=8, steps=6)
+    result = infer.evaluate_dataset(converter, data, "train", limit=8, steps=LEARN_SAMPLER_STEPS)
     m = result.metrics
     print(f"{units}: encoder valid loss {enc_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     assert m["target_cos"] > m["source_cos"]

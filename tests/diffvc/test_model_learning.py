@@ -8,9 +8,9 @@ speaker offset + a little noise, and its average-voice target is the phone spect
 - the decoder has to put a speaker back from the d-vector / reference (baselines: the untrained decoder, and the
   zero-score guess, whose loss is E z^2 = 1);
 
-Not tested here: that an ML-6 conversion lands nearer the target speaker than the average voice does. A decoder
-trained for a few hundred steps did so on one seed in three (see the diffvc report); the others either diverged in
-sampling or rendered the source speaker, read from the average voice's residue.
+- a conversion (speaker A's mel, speaker B's d-vector and reference) sampled by the decoder trained with the
+  clean-mel loss weighting (`loss_weight_cap`) is closer to B's mel than the encoder's prior mean is (slow).
+  With the published noise-prediction loss it is not at this size (docs/diffvc.md, "Measured").
 """
 
 from __future__ import annotations
@@ -28,6 +28,9 @@ from voxtool.tasks.diffvc.vc import DiffVC
 N_FEATS, FRAMES, PHONES, SPEAKERS, EMBED = 8, 24, 5, 4, 8
 ENC = EncoderSection(n_feats=N_FEATS, channels=32, filters=64, heads=2, layers=2, enc_dim=8)
 DEC = DecoderSection(dec_dim=16, dim_mults=(1, 2), spk_dim=8, spk_embed_dim=EMBED)
+CONVERT_CAP = 100.0  # loss_weight_cap of the converting decoder: clean-mel errors count up to 1/SNR = 100 (t ~ 0.68)
+CONVERT_STEPS = 1000  # ~70 s on one loaded core (600 steps: closer on 2 seeds of 3)
+CONVERT_SAMPLER_STEPS = 30
 ENCODER_STEPS = 100  # ~3 s
 DECODER_STEPS = 100  # ~9 s
 BATCH = 16
@@ -177,3 +180,42 @@ def test_decoder_denoising_loss_falls(decoders):
     after, _ = decoder_eval_loss(trained, b, seeded(8))
     print(f"decoder fixed-noise loss: untrained {before:.3f}, zero score {zero_score:.3f}, trained {after:.3f}")
     assert after < 0.6 * zero_score and after < 0.6 * before
+
+
+@pytest.fixture(scope="module")
+def converting_decoder(voices, encoders) -> DiffVC:
+    """A DiffVC trained for CONVERT_STEPS with loss_weight_cap CONVERT_CAP (the trained encoder frozen)."""
+    torch.manual_seed(seeded(6))
+    vc = DiffVC(ENC, DEC.model_copy(update={"loss_weight_cap": CONVERT_CAP}))
+    vc.encoder.load_state_dict(encoders[1].state_dict())
+    vc.encoder.requires_grad_(False)
+    train_decoder(vc, voices, CONVERT_STEPS)
+    return vc
+
+
+@pytest.mark.slow
+def test_sampled_mel_is_closer_to_the_target_than_the_prior_mean(voices, converting_decoder):
+    """Held-out phones spoken by speaker A, converted to another speaker B (B's d-vector, a reference of B saying
+    other phones; ML sampler, CONVERT_SAMPLER_STEPS steps): the sample's MSE to B's noise-free mel of the same phones
+    is below that of the encoder's prior mean (the average voice, which lacks B's timbre), and below the sample's
+    MSE to A's mel (it is B it renders, not A)."""
+    data = held_out(555)
+    g = data.g
+    n = 32
+    ids = torch.stack([data.utterance_phones() for _ in range(n)])
+    source = torch.randint(SPEAKERS, (n,), generator=g)
+    target = (source + 1 + torch.randint(SPEAKERS - 1, (n,), generator=g)) % SPEAKERS
+    x = data.render(ids, source)
+    ref = data.render(torch.stack([data.utterance_phones() for _ in range(n)]), target)
+    clean = data.phones[ids].transpose(1, 2)
+    target_mel, source_mel = clean + data.offsets[target][:, :, None], clean + data.offsets[source][:, :, None]
+    lengths, mask = torch.full((n,), FRAMES), torch.ones(n, 1, FRAMES)
+    vc = converting_decoder
+    prior_mean = vc.average_voice(x, mask)
+    generator = torch.Generator().manual_seed(seeded(9))
+    _, sample = vc.convert(x, lengths, ref, lengths, data.embeds[target], CONVERT_SAMPLER_STEPS, "ml",
+                           generator=generator)
+    to_target, to_source = masked_mse(sample, target_mel, mask).item(), masked_mse(sample, source_mel, mask).item()
+    prior_to_target = masked_mse(prior_mean, target_mel, mask).item()
+    print(f"MSE to B: sample {to_target:.3f}, prior mean {prior_to_target:.3f}; sample to A {to_source:.3f}")
+    assert to_target < 0.6 * prior_to_target and to_target < 0.6 * to_source

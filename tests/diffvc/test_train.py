@@ -39,6 +39,7 @@ def test_presets_and_recipes():
     assert (enc.train.lr, enc.train.batch_size, enc.data.crop_frames) == (5e-4, 128, 128)
     assert dec.train.freeze == {"model.encoder": -1} and dec.mel.sample_rate == 22050
     assert (dec.decoder.dec_dim, dec.encoder.channels, dec.encoder.layers) == (256, 192, 6)
+    assert dec.decoder.loss_weight_cap == 1.0  # the published noise-prediction loss
     tiny = load_config(DiffvcConfig, "diffvc-tiny", task="diffvc")
     enc_tiny = load_config(DiffvcEncoderConfig, "diffvc-encoder-tiny", task="diffvc-encoder")
     assert tiny.encoder == enc_tiny.encoder  # an encoder trained with the one fits the other
