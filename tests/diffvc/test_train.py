@@ -101,9 +101,9 @@ def encoder_run(diffvc_phone_dataset, tmp_path_factory):
 
 
 def test_decoder_trains_beside_the_frozen_encoder(diffvc_phone_dataset, encoder_run, tmp_path):
-    """The encoder from --encoder is loaded and never moves; the decoder learns (the denoising loss on held-out
-    items falls: 1.10-1.22 untrained -> 0.40-0.43 after 20 steps over seeds 0-2, 1-2 threads); model.pt is the
-    whole DiffVC in the published layout."""
+    """The encoder from --encoder is loaded and never moves; the decoder learns (diffvc-tiny's weighted denoising
+    loss on held-out items falls: 8.4 -> 2.9, 49.3 -> 14.5, 8.8 -> 3.0 after 20 steps for seeds 0-2 at 1, 1, 2
+    threads; the published loss fell 1.10-1.22 -> 0.40-0.43); model.pt is the whole DiffVC in the published layout."""
     from voxtool.tasks.diffvc.checkpoint import load_vc_state
 
     enc_state = load_model_file(encoder_run / "model.pt").state_dict
