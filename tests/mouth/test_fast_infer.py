@@ -54,8 +54,7 @@ def test_speed_options_on_the_command_line(trained, corpus, tmp_path, capsys):
     out32, out_onnx = tmp_path / "a.npy", tmp_path / "b.npy"
     assert main(["infer", "mouth", wav, "-m", str(trained), "-o", str(out32), "--precision", "32", "--threads", "1",
                  "--batch-size", "2", "--chunk-seconds", "3", "--context-seconds", "1"]) == 0  # fmt: skip
-    assert main(["infer", "mouth", wav, "-m", str(trained), "-o", str(out_onnx), "--backend", "onnx",
-                 "--precision", "32"]) == 0  # fmt: skip
+    assert main(["infer", "mouth", wav, "-m", str(trained), "-o", str(out_onnx), "--backend", "onnx"]) == 0  # auto: 32
     np.testing.assert_allclose(np.load(out_onnx), np.load(out32), rtol=0, atol=0.01)  # other windows, same curve
     capsys.readouterr()
     for bad in (["--backend", "tensorrt"], ["--precision", "fp8"], ["--backend", "onnx", "--precision", "bf16"]):

@@ -46,7 +46,7 @@ def test_speed_options_on_the_command_line(tiny_run, tmp_path, capsys):
 
     audio, _ = harmonic_clip(np.random.default_rng(seeded(23)), seconds=2.0)
     sf.write(tmp_path / "a.wav", audio, SR)
-    for flags, name in ((["--backend", "onnx", "--precision", "32", "--threads", "1"], "onnx"),
+    for flags, name in ((["--backend", "onnx", "--threads", "1"], "onnx"),  # --precision auto means 32 for onnx
                         (["--precision", "auto"], "auto")):  # fmt: skip
         assert main(["infer", "rmvpe", str(tmp_path / "a.wav"), "-m", str(tiny_run), "-o",
                      str(tmp_path / f"{name}.npy"), "--format", "npy", *flags]) == 0  # fmt: skip

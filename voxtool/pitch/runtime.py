@@ -48,7 +48,9 @@ class TorchPitchModel:
 
         if self.backend not in BACKENDS:
             raise BadInput(None, f"unknown backend '{self.backend}' (choose {', '.join(BACKENDS)})")
-        self.precision = resolve_precision(self.precision, self.device)
+        # onnxruntime runs fp32: `auto` (the CLI default) means 32 there; an explicit bf16/16 is refused below
+        self.precision = "32" if self.backend == "onnx" and self.precision == "auto" else resolve_precision(
+            self.precision, self.device)
         self.net = self.net.to(self.device).eval()
         self.frontend = LogMel(frame_config(self.mel_cfg)).to(self.device)  # pre-padded samples -> (B, F, T)
         self._onnx = None

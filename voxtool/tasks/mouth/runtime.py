@@ -56,7 +56,9 @@ class MouthModel:
 
         if self.backend not in BACKENDS:
             raise BadInput(None, f"unknown backend '{self.backend}' (choose {', '.join(BACKENDS)})")
-        self.precision = resolve_precision(self.precision, self.device)
+        # onnxruntime runs fp32: `auto` (the CLI default) means 32 there; an explicit bf16/16 is refused below
+        self.precision = "32" if self.backend == "onnx" and self.precision == "auto" else resolve_precision(
+            self.precision, self.device)
         self._onnx = None
         if self.backend == "onnx":
             if self.device.type != "cpu" or self.precision != "32":
