@@ -53,6 +53,19 @@ def resolve_precision(precision: str, device: torch.device | str) -> str:
     return "bf16" if device.type == "cpu" and cpu_has_native_bf16() else "32"
 
 
+def resolve_runtime(backend: str, precision: str, device: torch.device | str) -> str:
+    """Check a (backend, precision) pair for `device` and return the precision to run. onnxruntime runs fp32 on the
+    CPU: there `auto` (the CLI default) means 32, and an explicit bf16/16 or another device is refused (BadInput)."""
+    if backend not in BACKENDS:
+        raise BadInput(None, f"unknown backend '{backend}' (choose {', '.join(BACKENDS)})")
+    if backend == "torch":
+        return resolve_precision(precision, device)
+    precision = "32" if precision == "auto" else resolve_precision(precision, device)
+    if torch.device(device).type != "cpu" or precision != "32":
+        raise BadInput(None, "--backend onnx runs in 32-bit on the CPU (use --device cpu --precision 32)")
+    return precision
+
+
 def set_threads(threads: int) -> int:
     """Torch's intra-op threads for this process: `threads` capped at the core count (more only adds contention);
     0 leaves torch's default. Returns the count in effect."""

@@ -82,3 +82,13 @@ def test_set_threads_never_exceeds_the_cores():
         assert set_threads(0) == 1  # 0 leaves the setting alone
     finally:
         torch.set_num_threads(before)
+
+
+def test_runtime_pairs_backend_and_precision():
+    from voxtool.inference_backends import resolve_runtime
+
+    assert resolve_runtime("torch", "auto", "cpu") == resolve_precision("auto", "cpu")
+    assert resolve_runtime("onnx", "auto", "cpu") == "32"  # onnxruntime runs fp32: auto means 32 there
+    for backend, precision, device in (("onnx", "bf16", "cpu"), ("onnx", "32", "meta"), ("tvm", "32", "cpu")):
+        with pytest.raises(BadInput):
+            resolve_runtime(backend, precision, device)

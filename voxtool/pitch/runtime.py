@@ -44,19 +44,13 @@ class TorchPitchModel:
 
     def __post_init__(self):
         from voxtool.audio.framing import frame_config
-        from voxtool.inference_backends import BACKENDS, OnnxNetwork, resolve_precision
+        from voxtool.inference_backends import OnnxNetwork, resolve_runtime
 
-        if self.backend not in BACKENDS:
-            raise BadInput(None, f"unknown backend '{self.backend}' (choose {', '.join(BACKENDS)})")
-        # onnxruntime runs fp32: `auto` (the CLI default) means 32 there; an explicit bf16/16 is refused below
-        self.precision = "32" if self.backend == "onnx" and self.precision == "auto" else resolve_precision(
-            self.precision, self.device)
+        self.precision = resolve_runtime(self.backend, self.precision, self.device)
         self.net = self.net.to(self.device).eval()
         self.frontend = LogMel(frame_config(self.mel_cfg)).to(self.device)  # pre-padded samples -> (B, F, T)
         self._onnx = None
         if self.backend == "onnx":
-            if self.device.type != "cpu" or self.precision != "32":
-                raise BadInput(None, "--backend onnx runs in 32-bit on the CPU (use --device cpu --precision 32)")
             example = torch.zeros(1, self.net.arch.n_mels, 2 * self.frame_multiple)
             self._onnx = OnnxNetwork(self.net, [example], ["mel"], {"mel": {0: "batch", 2: "frames"}}, self.threads)
         elif self.precision == "bf16" and self.device.type == "cpu":

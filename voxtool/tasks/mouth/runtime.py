@@ -52,17 +52,11 @@ class MouthModel:
     threads: int = 0  # onnxruntime intra-op threads (0: one per core)
 
     def __post_init__(self):
-        from voxtool.inference_backends import BACKENDS, OnnxNetwork, resolve_precision
+        from voxtool.inference_backends import OnnxNetwork, resolve_runtime
 
-        if self.backend not in BACKENDS:
-            raise BadInput(None, f"unknown backend '{self.backend}' (choose {', '.join(BACKENDS)})")
-        # onnxruntime runs fp32: `auto` (the CLI default) means 32 there; an explicit bf16/16 is refused below
-        self.precision = "32" if self.backend == "onnx" and self.precision == "auto" else resolve_precision(
-            self.precision, self.device)
+        self.precision = resolve_runtime(self.backend, self.precision, self.device)
         self._onnx = None
         if self.backend == "onnx":
-            if self.device.type != "cpu" or self.precision != "32":
-                raise BadInput(None, "--backend onnx runs in 32-bit on the CPU (use --device cpu --precision 32)")
             g = self.model.cfg.n_groups
             example = (torch.zeros(1, self.model.cfg.n_mels, 8), torch.zeros(1, g), torch.ones(1, g))
             dynamic = {"mel": {0: "batch", 2: "frames"}, "mean": {0: "batch"}, "var": {0: "batch"}}
