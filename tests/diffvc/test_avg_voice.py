@@ -119,3 +119,32 @@ def test_kmeans_targets_are_more_speaker_independent_than_mels(diffvc_corpus, di
     closer than their mels are (measured ~0.55-0.8 of the mel distance; the bound leaves room for other seeds)."""
     d_avg, d_mel = _cross_speaker(diffvc_corpus, diffvc_kmeans_dataset)
     assert d_avg < 0.9 * d_mel
+
+
+def test_units_one_speaker_dominates_are_dropped():
+    """Three speakers share units around (0, 0) and (5, 0); a third cluster at (0, 5) is speaker b's alone: it is
+    dropped (b's share 1.0 > 2/3), its frames map to the nearest shared unit, and a speaker with twice the frames does
+    not make a shared unit look dominated."""
+    from voxtool.tasks.diffvc.avg_voice import balance_limit, fit_units, speaker_shares
+
+    rng = np.random.default_rng(0)
+    shared = [np.array([0.0, 0.0]), np.array([5.0, 0.0])]
+    frames, speakers = [], []
+    for spk, n in (("a", 200), ("b", 100), ("c", 100)):
+        for centre in shared:
+            frames.append(centre + 0.1 * rng.standard_normal((n, 2)))
+            speakers += [spk] * n
+    frames.append(np.array([0.0, 5.0]) + 0.1 * rng.standard_normal((60, 2)))
+    speakers += ["b"] * 60
+    frames, speakers = np.concatenate(frames), np.array(speakers)
+    assert balance_limit(3) == pytest.approx(2 / 3) and balance_limit(100) == pytest.approx(0.505)
+    units = fit_units(frames, 3, seed=0, speakers=speakers)
+    assert len(units.centers) == 2 and list(units.dropped.values()) == [1.0]
+    own = units.predict(np.array([[0.2, 4.8]]))[0]
+    assert own == units.predict(np.array([[0.0, 0.0]]))[0]  # nearest shared unit: (0, 0)
+    # a has twice b's and c's frames, spread the same way over the two units: equal shares
+    shares = speaker_shares(np.array([0, 0, 0, 0, 1, 1, 1, 1, 2]), np.array(list("aabcaabcd")), 3)
+    np.testing.assert_allclose(shares[:2], np.tile([1 / 3, 1 / 3, 1 / 3, 0.0], (2, 1)))
+    np.testing.assert_allclose(shares[2], [0.0, 0.0, 0.0, 1.0])
+    everything = fit_units(frames, 3, seed=0)  # without speakers nothing is dropped
+    assert len(everything.centers) == 3 and not everything.dropped

@@ -20,6 +20,7 @@ as MFA 1 labels it; an utterance with an unknown-word phone (`spn`, `unk`, `<unk
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -161,15 +162,64 @@ class SpeakerNorm:
         return ((feats - mean) / std).astype(np.float32)
 
 
-def fit_units(frames: np.ndarray, clusters: int, seed: int):
-    """K-means over normalised feature frames [N, D] -> a fitted scikit-learn estimator (`.predict`)."""
+@dataclass(frozen=True)
+class Units:
+    """K-means units that several speakers share: `centers` [K', D] (normalised feature space) with their original
+    cluster ids `ids` [K']; `dropped` maps each speaker-specific cluster id to its largest speaker share."""
+
+    centers: np.ndarray
+    ids: np.ndarray
+    dropped: dict[int, float]
+
+    def predict(self, feats: np.ndarray) -> np.ndarray:
+        """Normalised features [F, D] -> unit ids [F] (the nearest kept centre's id)."""
+        d = np.square(feats[:, None, :].astype(np.float64) - self.centers[None]).sum(-1)
+        return self.ids[d.argmin(axis=1)]
+
+
+def balance_limit(n_speakers: int) -> float:
+    """The largest share one speaker may hold of a unit: halfway between an even spread (1/n) and one speaker (1)."""
+    return 0.5 * (1.0 + 1.0 / n_speakers)
+
+
+def speaker_shares(units: np.ndarray, speakers: np.ndarray, clusters: int) -> np.ndarray:
+    """[clusters, n_speakers] share of each speaker in each unit, every speaker's frames weighted by 1 / its frame
+    count (a speaker with more audio does not look dominant); rows of unused units are 0."""
+    names, spk = np.unique(speakers, return_inverse=True)
+    counts = np.zeros((clusters, len(names)))
+    np.add.at(counts, (units, spk), 1.0)
+    rates = counts / counts.sum(axis=0, keepdims=True)
+    total = rates.sum(axis=1, keepdims=True)
+    return np.divide(rates, total, out=np.zeros_like(rates), where=total > 0)
+
+
+def fit_units(frames: np.ndarray, clusters: int, seed: int, speakers: np.ndarray | None = None) -> Units:
+    """K-means over normalised feature frames [N, D]; with the frames' `speakers` [N], units one speaker dominates
+    (largest share > `balance_limit`) are dropped and their frames go to the nearest shared unit.
+
+    Why: per-speaker normalisation does not undo a vocal-tract-length difference (a warp of the frequency axis), so
+    k-means also finds units only one voice uses; their corpus "mode" is that voice, and an average-voice target
+    built from them teaches the encoder to keep the speaker (measured in docs/diffvc.md). When no unit is shared, the
+    most even one is kept."""
     from sklearn.cluster import KMeans, MiniBatchKMeans
 
     if len(frames) < clusters:
         raise BadInput(None, f"--clusters {clusters} is more than the {len(frames)} frames of the corpus")
     if len(frames) <= 50_000:
-        return KMeans(n_clusters=clusters, n_init=3, random_state=seed).fit(frames)
-    return MiniBatchKMeans(n_clusters=clusters, n_init=3, batch_size=4096, random_state=seed).fit(frames)
+        km = KMeans(n_clusters=clusters, n_init=3, random_state=seed).fit(frames)
+    else:
+        km = MiniBatchKMeans(n_clusters=clusters, n_init=3, batch_size=4096, random_state=seed).fit(frames)
+    centers = km.cluster_centers_.astype(np.float64)
+    keep = np.ones(clusters, bool)
+    dropped: dict[int, float] = {}
+    if speakers is not None and len(np.unique(speakers)) > 1:
+        largest = speaker_shares(km.labels_, np.asarray(speakers), clusters).max(axis=1)
+        used = np.bincount(km.labels_, minlength=clusters) > 0
+        keep = used & (largest <= balance_limit(len(np.unique(speakers))))
+        if not keep.any():
+            keep[np.where(used, largest, np.inf).argmin()] = True
+        dropped = {int(k): round(float(largest[k]), 3) for k in np.flatnonzero(~keep)}
+    return Units(centers[keep], np.flatnonzero(keep), dropped)
 
 
 def unit_runs(units: np.ndarray) -> list[Segment]:

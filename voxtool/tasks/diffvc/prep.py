@@ -40,6 +40,7 @@ class PrepOptions:
     alignments: Path | None = None  # TextGrid folder -> phone targets
     avg_units: str = "phones"  # "phones" | "kmeans"
     clusters: int = 64
+    shared_units: bool = True  # drop k-means units one speaker dominates (avg_voice.fit_units)
     tier: str = "phones"
     unseen: list[str] | None = None
     unseen_fraction: float = 0.0
@@ -215,7 +216,9 @@ def prepare(corpus_dir: Path, out: Path, opts: PrepOptions, advance: Callable | 
         for r in done:
             norm.add_moments(r["utt"].speaker, *r.pop("moments"))
         sample = [norm.apply(r["utt"].speaker, r["sample"]) for r in seen_done]
-        km = avg_voice.fit_units(np.concatenate(sample), opts.clusters, opts.seed)
+        speakers = np.concatenate([[r["utt"].speaker] * len(r["sample"]) for r in seen_done])
+        km = avg_voice.fit_units(np.concatenate(sample), opts.clusters, opts.seed,
+                                 speakers if opts.shared_units else None)
         _run(lambda u: state.kmeans_stats(u, norm, km), [r["utt"] for r in seen_done], opts, advance)
     vectors = stats.vectors()
 
@@ -246,7 +249,8 @@ def prepare(corpus_dir: Path, out: Path, opts: PrepOptions, advance: Callable | 
         "unit_stats": stats.summary(),
         "alignments": {"folder": str(opts.alignments), "tier": opts.tier} if state.tg is not None else None,
         "kmeans": {"clusters": opts.clusters, "features": f"{avg_voice.MFCC_COEFFS} MFCCs + deltas, per-speaker "
-                   "mean/variance normalised", "centers": np.round(km.cluster_centers_, 4).tolist()} if km else None,
+                   "mean/variance normalised", "ids": km.ids.tolist(), "centers": np.round(km.centers, 4).tolist(),
+                   "dropped": {f"u{k}": v for k, v in km.dropped.items()}} if km else None,
         "ge2e": {"weights": "resemblyzer/pretrained.pt (RTVC step 1564501)", "stft_pad": state.ge2e.pad_mode,
                  "partial_frames": 160, "partial_step": 80, "min_coverage": 0.75},
         "corpus": {"root": str(corpus_dir), "layout": corpus.layout},

@@ -25,6 +25,10 @@ def prep_diffvc(
                             "MFCCs). Default: phones.")] = None,
     clusters: Annotated[int, typer.Option("--clusters", min=2, max=4096,
                                           help="Number of k-means units (with --avg-units kmeans).")] = 64,
+    speaker_units: Annotated[bool, typer.Option(
+        "--keep-speaker-units", help="Keep k-means units one speaker dominates (by default they are dropped and "
+                                     "their frames go to the nearest shared unit: their average voice would be that "
+                                     "speaker's).")] = False,
     tier: Annotated[str, typer.Option("--tier", help="Name of the TextGrid phone tier.")] = "phones",
     unseen: Annotated[str | None, typer.Option(
         "--unseen", help="Comma-separated speakers held out as unseen test speakers.")] = None,
@@ -74,7 +78,8 @@ def prep_diffvc(
         if not ours:
             raise BadInput(out, "output folder exists and is not a diffvc dataset; choose an empty folder")
     names = [s.strip() for s in unseen.split(",") if s.strip()] if unseen else None
-    opts = PrepOptions(alignments=alignments, avg_units=units, clusters=clusters, tier=tier, unseen=names,
+    opts = PrepOptions(alignments=alignments, avg_units=units, clusters=clusters, shared_units=not speaker_units,
+                       tier=tier, unseen=names,
                        unseen_fraction=unseen_fraction, valid_fraction=valid_fraction, workers=workers, seed=seed,
                        mic=mic)
     n = len(discover(corpus, mic).utterances)  # a quick scan, so the bar knows its length
