@@ -206,7 +206,8 @@ def test_converted_speech_is_closer_to_the_target(diffvc_phone_dataset, tmp_path
     """Tiny encoder (phone average-voice targets) + decoder trained on three synthetic voices, then any-to-any
     conversion between them (ML-6, Griffin-Lim; 8 conversions): the converted speech's GE2E d-vector is closer to the
     target voice than to the source voice, and so are its mel-cepstral statistics, which DiffVC never sees; most
-    conversions are closer on both. k-means targets do not convert at this size (docs/diffvc.md, "Measured")."""
+    conversions are closer on both. k-means targets convert on 3 of 4 seeds only, so they are measured in
+    benchmarks/diffvc_units.py, not asserted here (docs/diffvc.md, "Measured")."""
     run, enc_loss = _train_pair(diffvc_phone_dataset, tmp_path, "phones")
     converter = infer.load_model(run, "griffinlim")
     result = infer.evaluate_dataset(converter, diffvc_phone_dataset, "train", limit=8, steps=LEARN_SAMPLER_STEPS)

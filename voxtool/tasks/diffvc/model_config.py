@@ -70,7 +70,8 @@ class DecoderSection(StrictModel):
     # counts with gamma^2 / (1 - gamma^2): under 0.003 for t >= 0.8, so where x_t hides the speaker nothing asks the
     # decoder to supply it. A cap > 1 weighs the clean-mel error 1 wherever 1 <= (1 - gamma^2) / gamma^2 <= cap
     # (an x0 loss there), the noise loss below. Only the weights change: the network still outputs the score, so
-    # the samplers are the same for every cap.
+    # the samplers are the same for every cap. `prediction = "v"` is the stronger remedy for a new model; the cap is
+    # for fine-tuning a score-predicting (published) decoder.
     loss_weight_cap: float = Field(1.0, ge=1.0, le=1e6)
     # What the U-Net's output means. "score" (published; every released checkpoint): the score itself, trained by
     # noise prediction. "v": the velocity v = gamma z - sqrt(1 - gamma^2) (x0 - mean) of the centred x_t, trained
