@@ -136,6 +136,48 @@ def test_loss_weight_cap_weighs_each_item_by_its_clipped_inverse_snr():
     assert plain.item() == pytest.approx(errors.mean().item(), rel=1e-4)
 
 
+class _Oracle(torch.nn.Module):
+    """An estimator returning a fixed tensor whatever it is asked."""
+
+    def __init__(self, out: torch.Tensor):
+        super().__init__()
+        self.out = out
+
+    def forward(self, *args) -> torch.Tensor:
+        return self.out
+
+
+def test_v_prediction_loss_and_score_follow_their_definitions():
+    """prediction "v": the target is v = gamma z - sigma (x0 - mean); an estimator that returns exactly that v has
+    zero loss, and the score derived from it is the true score -z / sigma at x_t (what every sampler uses); an
+    estimator returning zeros costs mean(v^2). Masked frames contribute nothing. Also: a cap with v is refused."""
+    vc = DiffVC(ENC, DEC.model_copy(update={"prediction": "v"})).eval()
+    dec = vc.decoder
+    t = torch.tensor([1e-3, 0.3, 0.7, 0.97])
+    x0, mean, x_ref, mean_ref = (torch.randn(4, 16, 12) for _ in range(4))
+    mask, c = torch.ones(4, 1, 12), torch.randn(4, 8)
+    mask[2, :, 9:] = 0
+    x0, mean = x0 * mask, mean * mask
+    torch.manual_seed(11)
+    z = torch.randn(4, 16, 12) * mask
+    g = torch.tensor([dec.sde.gamma(0, float(v)) for v in t])[:, None, None]
+    sigma = (1 - g**2).sqrt()
+    xt = (g * x0 + (1 - g) * mean) * mask + sigma * z
+    v = (g * z - sigma * (x0 - mean)) * mask
+    ref_t = (g * x_ref + (1 - g) * mean_ref).unsqueeze(1)
+    dec.estimator = _Oracle(v)
+    torch.manual_seed(11)  # forward_diffusion draws the same z
+    assert dec.loss_t(x0, mask, mean, x_ref, mask, mean_ref, c, t).item() == pytest.approx(0.0, abs=1e-10)
+    score = dec.score(xt, mask, mean, ref_t, mask, c, t)
+    torch.testing.assert_close(score * sigma, -z, atol=2e-5, rtol=0)
+    dec.estimator = _Oracle(torch.zeros_like(v))
+    torch.manual_seed(11)
+    zero = dec.loss_t(x0, mask, mean, x_ref, mask, mean_ref, c, t).item()
+    assert zero == pytest.approx(((v**2).sum() / (mask.sum() * 16)).item(), rel=1e-5)
+    with pytest.raises(ValueError, match="loss_weight_cap"):
+        DecoderSection(prediction="v", loss_weight_cap=100.0)
+
+
 def test_compute_loss_and_masked_mse():
     vc = tiny_vc(4).train()
     x, x_ref, c = torch.randn(3, 16, 30), torch.randn(3, 16, 22), torch.randn(3, 8)
@@ -178,12 +220,14 @@ def test_convert_batches_chunks_with_one_shared_reference():
         vc.convert(x, lengths, torch.randn(2, 16, 8), torch.tensor([8, 8]), c, 2)
 
 
+@pytest.mark.parametrize("prediction", ["score", "v"])
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
-def test_autocast_stays_close_to_float32(dtype):
+def test_autocast_stays_close_to_float32(dtype, prediction):
     """Under CPU autocast the networks run in bf16 / fp16 while the sampler state and the loss stay float32:
-    outputs are float32, finite and close to the float32 run (same noise). Measured relative differences of the
-    converted mel: ~0.6 % (bf16), ~0.1 % (fp16)."""
-    vc = tiny_vc(6)
+    outputs are float32, finite and close to the float32 run (same noise), for either prediction. Measured relative
+    differences of the converted mel: ~0.6 % (bf16), ~0.1 % (fp16)."""
+    torch.manual_seed(seeded(6))
+    vc = DiffVC(ENC, DEC.model_copy(update={"prediction": prediction}))
     x, lengths = torch.randn(2, 16, 24), torch.tensor([24, 20])
     ref, ref_len, c = torch.randn(2, 16, 16), torch.tensor([16, 12]), torch.randn(2, 8)
     outs = {}
