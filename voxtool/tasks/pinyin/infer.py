@@ -103,16 +103,31 @@ def _first_line(e: BaseException) -> str:
 
 
 @torch.no_grad()
-def emissions(model: LoadedModel, audio: np.ndarray, sr: int) -> np.ndarray:
-    """Mono audio (N,) at `sr` -> log-probabilities (T_out, C) as float32 numpy."""
+def emissions(model: LoadedModel, audio: np.ndarray, sr: int, *, chunk_seconds: float | None = None) -> np.ndarray:
+    """Mono audio (N,) at `sr` -> log-probabilities (T_out, C) as float32 numpy.
+
+    A file longer than `chunk_seconds` (default `chunked.CHUNK_SECONDS`, 120 s; 0 = never) plus the network's
+    receptive field on both sides runs in overlapping windows whose kept cores equal the whole-file pass (float
+    rounding aside; `voxtool.tasks.pinyin.chunked`), so memory stops growing with duration; shorter files go
+    through in one piece as before."""
     from voxtool.audio.io import resample
     from voxtool.devices import autocast
+    from voxtool.tasks.pinyin import chunked
 
     wav = resample(np.asarray(audio, dtype=np.float32), sr, model.sample_rate)
-    n_fft = model.config.features.mel.n_fft
+    mel_cfg = model.config.features.mel
+    n_fft = mel_cfg.n_fft
     if wav.size < n_fft // 2:  # the centred STFT's reflect padding needs n_fft // 2 samples
         wav = np.pad(wav, (0, n_fft // 2 - wav.size))
-    feats = model.mel(torch.from_numpy(np.ascontiguousarray(wav)).to(model.device))[None]  # (1, F, T)
+    wav_t = torch.from_numpy(np.ascontiguousarray(wav)).to(model.device)
+    seconds = chunked.CHUNK_SECONDS if chunk_seconds is None else chunk_seconds
+    core = max(0, round(seconds * mel_cfg.sample_rate / mel_cfg.hop_length))
+    windows = chunked.plan(mel_cfg.n_frames(wav.size), model.config.model, core)
+    if len(windows) > 1:
+        feats = chunked.log_mel(model.mel, wav_t, core)
+        lp = chunked.chunked_emissions(model.net, feats, windows, lambda: autocast(model.device, model.precision))
+        return lp.cpu().numpy()
+    feats = model.mel(wav_t)[None]  # (1, F, T)
     lens = torch.tensor([feats.shape[-1]], device=model.device)
     with autocast(model.device, model.precision):
         log_probs, out_lens = model.net(feats, lens)
