@@ -1,7 +1,7 @@
 """pinyin task benchmarks (CPU unless --device says otherwise).
 
     python benchmarks/pinyin.py                    # everything
-    python benchmarks/pinyin.py --only rtf         # rtf | train | blank
+    python benchmarks/pinyin.py --only rtf         # rtf | train | blank | memory
 
 - rtf: real-time factor (processing seconds per audio second) on 10 s of synthetic speech; median of runs.
   The network is timed for `pinyin` (15x5) and `pinyin-5x5` (random weights: its speed does not depend on them);
@@ -16,6 +16,10 @@
   and on: held-out syllable/token error rate, share of blank frames, and the forced-alignment boundary errors
   (syllable starts/ends, and the initial->final phone boundary) against the known boundaries, for both boundary
   modes (posterior re-segmentation, default; plain CTC spans).
+- memory (only with --only memory: minutes): peak RSS growth and time of one `emissions()` call of `pinyin` (15x5,
+  random weights, --precision, default auto) on 60 s and 600 s of noise, the whole file in one piece
+  (chunk_seconds=0) and in the default overlapping windows; each case in a fresh process (ru_maxrss is a
+  high-water mark). Ratio chunked / whole time per duration.
 """
 
 from __future__ import annotations
@@ -23,8 +27,11 @@ from __future__ import annotations
 import argparse
 import functools
 import json
+import os
 import shutil
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -186,15 +193,55 @@ def bench_blank(steps: int, device: str, keep: Path | None) -> dict:
     return out
 
 
+def _memory_case(spec: dict, device: str) -> dict:
+    """One `emissions()` call in this process: peak RSS growth over what loading the model reached, and its time."""
+    import resource
+
+    from voxtool.inference_backends import resolve_precision
+    from voxtool.tasks.pinyin.infer import emissions
+
+    model = _loaded_model(spec["preset"], device)
+    model.precision = resolve_precision(spec["precision"], model.device)
+    sr = model.sample_rate
+    audio = (0.1 * np.random.default_rng(0).standard_normal(int(spec["seconds"] * sr))).astype(np.float32)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    t = time.perf_counter()
+    lp = emissions(model, audio, sr, chunk_seconds=spec["chunk_seconds"])
+    seconds = time.perf_counter() - t
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    return {"peak_rss_mb": peak / 1024, "growth_mb": (peak - before) / 1024, "seconds": seconds,
+            "precision": model.precision, "frames": lp.shape[0]}
+
+
+def bench_memory(device: str, threads: int, precision: str) -> dict:
+    out: dict = {}
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    for seconds in (60, 600):
+        for label, chunk in (("whole", 0.0), ("chunked", None)):
+            spec = {"preset": "pinyin", "seconds": seconds, "chunk_seconds": chunk, "precision": precision}
+            cmd = [sys.executable, __file__, "--memory-case", json.dumps(spec), "--device", device,
+                   "--threads", str(threads)]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True, env=env)
+            out[f"{seconds}s_{label}"] = json.loads(done.stdout.strip().splitlines()[-1])
+        out[f"{seconds}s_chunked_over_whole_time"] = (out[f"{seconds}s_chunked"]["seconds"]
+                                                      / out[f"{seconds}s_whole"]["seconds"])
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--only", choices=["rtf", "train", "blank"], action="append")
+    ap.add_argument("--only", choices=["rtf", "train", "blank", "memory"], action="append")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--blank-steps", type=int, default=260)
+    ap.add_argument("--precision", default="auto", help="of the network in the memory benchmark")
+    ap.add_argument("--memory-case", help=argparse.SUPPRESS)  # one case of bench_memory, in a fresh process
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    if args.memory_case:
+        print(json.dumps(_memory_case(json.loads(args.memory_case), args.device)))
+        return
     only = set(args.only or ["blank", "rtf", "train"])
     results: dict = {"device": args.device, "threads": args.threads}
     trained = None
@@ -206,6 +253,8 @@ def main() -> None:
         results["rtf"] = bench_rtf(args.runs, args.device, trained)
     if "train" in only:
         results["train"] = bench_train(args.runs, args.device)
+    if "memory" in only:
+        results["memory"] = bench_memory(args.device, args.threads, args.precision)
     if keep is not None:
         shutil.rmtree(keep, ignore_errors=True)
     print(json.dumps(results, indent=1))
