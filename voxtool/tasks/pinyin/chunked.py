@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 
 from voxtool.tasks.pinyin.config import ModelSection
-from voxtool.tasks.pinyin.model import QuartzNet, length_mask, normalize_per_feature
+from voxtool.tasks.pinyin.model import QuartzNet, normalize_per_feature
 from voxtool.windows import Window, plan_windows
 
 CHUNK_SECONDS = 120.0  # default core: shorter files (plus the context on both sides) go through in one piece
@@ -70,22 +70,6 @@ def log_mel(mel: torch.nn.Module, wav: torch.Tensor, block: int) -> torch.Tensor
     return out
 
 
-def forward_normalized(net: QuartzNet, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-    """`QuartzNet.forward` after its input normalisation: normalised features (B, F, T), zero beyond `lengths`
-    -> log-probabilities (B, T_out, C). The chunked-versus-whole test holds the two together."""
-    out_lengths = net.output_lengths(lengths)
-    x = net.drop(torch.relu(net.c1(x)))
-    mask = length_mask(out_lengths, x.shape[-1])
-    x = x * mask
-    for block in net.blocks:
-        x = block(x, mask)
-    x = net.drop(torch.relu(net.c2(x * mask)))
-    x = net.drop(torch.relu(net.c3(x * mask)))
-    with torch.autocast(x.device.type, enabled=False):
-        logits = net.decoder((x * mask).float()).transpose(1, 2)
-    return torch.log_softmax(logits, dim=-1)
-
-
 def chunked_emissions(net: QuartzNet, feats: torch.Tensor, windows: list[tuple[int, int, Window]],
                       autocast) -> torch.Tensor:
     """Raw log-mel (F, T) of the whole file -> log-probabilities (T_out, C) stitched from the windows' cores.
@@ -100,7 +84,7 @@ def chunked_emissions(net: QuartzNet, feats: torch.Tensor, windows: list[tuple[i
         piece = x[None, :, start:stop]
         lens = torch.tensor([stop - start], device=x.device)
         with autocast():
-            lp = forward_normalized(net, piece, lens)[0]  # (ceil((stop - start) / stride), C)
+            lp = net.forward_normalized(piece, lens)[0]  # (ceil((stop - start) / stride), C)
         if out is None:
             out = torch.empty(t_out, lp.shape[-1], dtype=torch.float32, device=lp.device)
         a, b = w.core_start // stride, -(-w.core_stop // stride)

@@ -98,7 +98,12 @@ class QuartzNet(nn.Module):
 
     def forward(self, feats: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """feats (B, F, T) raw log-mel, lengths (B,) -> (log_probs (B, T_out, C), out_lengths (B,))."""
-        x = normalize_per_feature(feats, lengths)
+        return self.forward_normalized(normalize_per_feature(feats, lengths), lengths), self.output_lengths(lengths)
+
+    def forward_normalized(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """`forward` after the per-utterance input normalisation: normalised features (B, F, T), zero beyond
+        `lengths` -> log_probs (B, T_out, C). Long files run their windows through this with the whole file's
+        statistics (chunked.py)."""
         out_lengths = self.output_lengths(lengths)
         x = self.drop(torch.relu(self.c1(x)))
         mask = length_mask(out_lengths, x.shape[-1])
@@ -109,7 +114,7 @@ class QuartzNet(nn.Module):
         x = self.drop(torch.relu(self.c3(x * mask)))
         with torch.autocast(x.device.type, enabled=False):  # logits in fp32: bf16 steps by 0.06 at a logit of 10
             logits = self.decoder((x * mask).float()).transpose(1, 2)
-        return torch.log_softmax(logits, dim=-1), out_lengths
+        return torch.log_softmax(logits, dim=-1)
 
 
 def count_parameters(model: nn.Module) -> int:
