@@ -4,9 +4,10 @@
     python benchmarks/diffvc_units.py --seeds 2 --units kmeans kmeans-all --decoder-steps 400
 
 Per seed: `synth.write_corpus` (4 voices x 5 parallel utterances, spk3 unseen, MFA-style TextGrids), then for each
-target kind `prepare` (`phones`: --alignments; `kmeans`: --avg-units kmeans --clusters 12, speaker-dominated units
-dropped; `kmeans-all`: the same with --keep-speaker-units), diffvc-encoder-tiny (150 steps) and diffvc-tiny (the
-encoder frozen; lr 2e-3, 32-frame crops) trained in-process, as tests/diffvc/test_convert.py does. Reported:
+target kind `prepare` (`phones`: --alignments; `kmeans`: --avg-units kmeans --clusters 12, VTLN, speaker-dominated
+units dropped; `kmeans-novtln`: the same with --no-vtln; `kmeans-all`: VTLN but --keep-speaker-units),
+diffvc-encoder-tiny (150 steps) and diffvc-tiny (the encoder frozen; lr 2e-3, 32-frame crops) trained in-process,
+as tests/diffvc/test_convert.py does (`--targets-only`: prep only). Reported:
 - `target_gap`: mean |avg_mel_A - avg_mel_B| / mean |mel_A - mel_B| over parallel utterances of two voices (how
   much speaker the targets themselves keep; 0 = none);
 - `encoder_gap`: the same ratio for the trained encoder's outputs (the prior mean the decoder starts from);
@@ -27,7 +28,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-KINDS = ("phones", "kmeans", "kmeans-all")
+KINDS = ("phones", "kmeans", "kmeans-novtln", "kmeans-all")
 UNSEEN = "spk3"
 
 
@@ -35,7 +36,8 @@ def _prep(corpus, out: Path, kind: str, seed: int) -> Path:
     from voxtool.tasks.diffvc.prep import PrepOptions, prepare
 
     kw = ({"alignments": corpus.root.parent / "textgrids"} if kind == "phones" else
-          {"avg_units": "kmeans", "clusters": 12, "shared_units": kind == "kmeans"})
+          {"avg_units": "kmeans", "clusters": 12, "shared_units": kind != "kmeans-all",
+           "vtln": kind != "kmeans-novtln"})
     prepare(corpus.root, out, PrepOptions(unseen=[UNSEEN], valid_fraction=0.2, seed=seed, **kw))
     return out
 
@@ -59,7 +61,15 @@ def _gap(corpus, dataset: Path, transform=None) -> float:
     return float(np.mean(num) / np.mean(den))
 
 
-def run_kind(corpus, base: Path, kind: str, seed: int, enc_steps: int, dec_steps: int, sampler_steps: int) -> dict:
+def _targets(corpus, data: Path, kind: str, seed: int) -> dict:
+    meta = json.loads((data / "dataset.json").read_text())
+    km = meta.get("kmeans") or {}
+    return {"seed": seed, "kind": kind, "target_gap": _gap(corpus, data), "dropped": len(km.get("dropped") or {}),
+            "vtln": km.get("vtln")}
+
+
+def run_kind(corpus, base: Path, kind: str, seed: int, enc_steps: int, dec_steps: int, sampler_steps: int,
+             targets_only: bool = False) -> dict:
     import torch
 
     from voxtool.options import TrainOptions
@@ -70,6 +80,9 @@ def run_kind(corpus, base: Path, kind: str, seed: int, enc_steps: int, dec_steps
 
     t0 = time.perf_counter()
     data = _prep(corpus, base / f"data_{kind}", kind, seed)
+    targets = _targets(corpus, data, kind, seed)
+    if targets_only:
+        return {**targets, "seconds": time.perf_counter() - t0}
     runs = base / f"runs_{kind}"
     enc = train_from_options(DiffvcEncoderTask, DiffvcEncoderConfig, data, TrainOptions(
         exp="enc", runs_dir=runs, preset="diffvc-encoder-tiny", steps=enc_steps, seed=1234 + seed, quiet=True,
@@ -85,7 +98,7 @@ def run_kind(corpus, base: Path, kind: str, seed: int, enc_steps: int, dec_steps
         return converter.vc.average_voice(x, torch.ones(1, 1, x.shape[-1]))[0].numpy()
 
     metrics = infer.evaluate_dataset(converter, data, "train", limit=8, steps=sampler_steps).metrics
-    return {"seed": seed, "kind": kind, "target_gap": _gap(corpus, data), "encoder_gap": _gap(corpus, data, encode),
+    return {**targets, "encoder_gap": _gap(corpus, data, encode),
             "encoder_valid": enc["best"]["value"], **metrics, "seconds": time.perf_counter() - t0}
 
 
@@ -97,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--decoder-steps", type=int, default=400)
     p.add_argument("--sampler-steps", type=int, default=6)
     p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--targets-only", action="store_true", help="prep only: the targets' speaker gap, no training")
     args = p.parse_args(argv)
     sys.path.insert(0, str(ROOT))
     import torch
@@ -110,10 +124,13 @@ def main(argv: list[str] | None = None) -> int:
             base = Path(tmp)
             corpus = synth.write_corpus(base / "corpus", 4, 5, 11 + seed, textgrids=base / "textgrids")
             for kind in args.units:
-                row = run_kind(corpus, base, kind, seed, args.encoder_steps, args.decoder_steps, args.sampler_steps)
+                row = run_kind(corpus, base, kind, seed, args.encoder_steps, args.decoder_steps, args.sampler_steps,
+                               args.targets_only)
                 print(json.dumps({k: round(v, 4) if isinstance(v, float) else v for k, v in row.items()}),
                       flush=True)
                 rows.append(row)
+    if args.targets_only:
+        return 0
     print("\n| seed | targets | target gap | encoder gap | encoder valid MSE | GE2E target / source "
           "| cepstral target / source | closer on both |")
     print("|---|---|---|---|---|---|---|---|")

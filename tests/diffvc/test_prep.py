@@ -7,6 +7,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 import soundfile as sf
 import torch
 
@@ -87,13 +88,20 @@ def test_splits(diffvc_phone_dataset):
     assert len(corpus.split_speakers(["a", "b"], None, 0.9, 0)) == 1  # never every speaker
 
 
-def test_kmeans_dataset(diffvc_kmeans_dataset):
+def test_kmeans_dataset(diffvc_corpus, diffvc_kmeans_dataset):
     ds = _dataset(diffvc_kmeans_dataset)
     assert ds.meta["avg_units"] == "kmeans" and len(ds.meta["units"]) <= 12
     km = ds.meta["kmeans"]
-    # units one voice dominates are dropped (here 3-4 of 12: formant scales differ by up to 40 %), the rest kept
+    # units one voice dominates are dropped (with VTLN none are, on four corpora; without, 1-4 of 12), the rest kept
     assert len(km["centers"]) == len(km["ids"]) == 12 - len(km["dropped"]) >= 6
     assert all(share > 2 / 3 for share in km["dropped"].values())
+    # one VTLN factor per speaker, the unseen one included, following the voices' tract lengths
+    voices = {v.name: v.formant_scale for v in diffvc_corpus.voices}
+    assert set(km["vtln"]) == set(voices)
+    seen = [n for n in voices if n != UNSEEN]
+    mean = np.exp(np.mean(np.log([voices[n] for n in seen])))
+    for name, scale in voices.items():
+        assert km["vtln"][name] == pytest.approx(scale / mean, rel=0.06)  # measured within 3.5 %
     vectors = np.array([ds.meta["unit_stats"][k]["vector"] for k in ds.meta["units"]])
     for entry in ds.entries("train")[:3] + ds.entries("unseen")[:2]:
         avg = np.load(diffvc_kmeans_dataset / entry)["avg_mel"]

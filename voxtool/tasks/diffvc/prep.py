@@ -9,8 +9,9 @@
                                      speaker (0-d str)
 
 Passes (each parallel over `workers` threads): (1) decode, mel, d-vector, item written without its target, the
-segment statistics of seen speakers gathered; for k-means units first the speaker-normalised MFCCs are sampled and
-clustered, then (2) the unit statistics gathered; (last) every item rewritten with avg_mel and spk_embed.
+segment statistics of seen speakers gathered; for k-means units (2) each speaker's VTLN factor fitted on the long-term
+spectra of pass 1, the MFCCs of the warped mels sampled, speaker-normalised and clustered, then (3) the unit
+statistics gathered; (last) every item rewritten with avg_mel and spk_embed.
 Statistics come from the seen (train + valid) speakers only, so unseen speakers stay unseen. Every file is
 written atomically and dataset.json last: a killed run leaves no dataset.json (run it again).
 """
@@ -27,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from voxtool.errors import BadInput, VoxtoolError
-from voxtool.tasks.diffvc import avg_voice
+from voxtool.tasks.diffvc import avg_voice, vtln
 from voxtool.tasks.diffvc.corpus import Corpus, TextGridIndex, Utterance, discover, split_speakers, split_valid
 
 DATASET_FORMAT = "voxtool-diffvc-dataset"
@@ -41,6 +42,7 @@ class PrepOptions:
     avg_units: str = "phones"  # "phones" | "kmeans"
     clusters: int = 64
     shared_units: bool = True  # drop k-means units one speaker dominates (avg_voice.fit_units)
+    vtln: bool = True  # k-means features on vocal-tract-length-normalised mels (vtln.py)
     tier: str = "phones"
     unseen: list[str] | None = None
     unseen_fraction: float = 0.0
@@ -91,6 +93,7 @@ class _Prep:
         self.sample_per_item = max(1, MAX_CLUSTER_FRAMES // len(corpus.utterances))
         self.unseen = unseen
         self.stats = avg_voice.UnitStats(self.settings.n_mels)  # gathered as items are done, not kept per item
+        self.warps: dict[str, float] = {}  # k-means: each speaker's VTLN factor (1 without VTLN)
         self._lock = threading.Lock()
 
     def gather(self, u: Utterance, segments: list[avg_voice.Segment], medians: np.ndarray) -> None:
@@ -136,16 +139,43 @@ class _Prep:
         if self.tg is not None:
             segments = self.segments_of(u, mel.shape[1])
             self.gather(u, segments, avg_voice.segment_medians(mel, segments))
-        else:  # the speaker's feature moments, and a seeded sample of frames for the clustering
-            feats = avg_voice.mfcc_features(mel).astype(np.float64)
-            result["moments"] = (feats.sum(0), np.square(feats).sum(0), len(feats))
-            pick = np.random.default_rng([self.opts.seed, zlib.crc32(u.item.encode())]).permutation(len(feats))
-            result["sample"] = feats[np.sort(pick[: self.sample_per_item])].astype(np.float32)
+        else:  # the long-term average spectrum, for the speaker's VTLN factor
+            result["spectrum"] = vtln.active_sum(mel)
         _write_npz(self.path(u), mel=mel.astype(np.float32), embed=embed.astype(np.float32), speaker=np.array(u.speaker))
         return result
 
+    def fit_warps(self, done: list[dict]) -> None:
+        """Every speaker's VTLN factor: the seen speakers' fitted together, each unseen one to their reference."""
+        sums: dict[str, tuple[np.ndarray, int]] = {}
+        for r in done:
+            total, n = r.pop("spectrum")
+            old = sums.get(r["utt"].speaker, (0.0, 0))
+            sums[r["utt"].speaker] = (old[0] + total, old[1] + n)
+        spectra = {spk: total / max(n, 1) for spk, (total, n) in sums.items()}
+        if not self.opts.vtln:
+            self.warps = dict.fromkeys(spectra, 1.0)
+            return
+        s = self.settings
+        centers = vtln.mel_centers_hz(s.n_mels, s.f_min, s.f_max)
+        self.warps, reference = vtln.fit_warps({k: v for k, v in spectra.items() if k not in self.unseen}, centers)
+        for spk in self.unseen & spectra.keys():
+            self.warps[spk] = vtln.fit_warp(spectra[spk], reference, centers)
+        self.centers = centers
+
+    def features(self, u: Utterance, mel: np.ndarray) -> np.ndarray:
+        """MFCCs + deltas [F, D] of the speaker's warped mel (not yet speaker-normalised)."""
+        alpha = self.warps[u.speaker]
+        return avg_voice.mfcc_features(mel if alpha == 1.0 else vtln.warp_mel(mel, alpha, self.centers))
+
+    def feature_moments(self, u: Utterance) -> dict:
+        """The utterance's feature moments, and a seeded sample of its frames for the clustering."""
+        feats = self.features(u, _read_npz(self.path(u))["mel"]).astype(np.float64)
+        pick = np.random.default_rng([self.opts.seed, zlib.crc32(u.item.encode())]).permutation(len(feats))
+        return {"utt": u, "moments": (feats.sum(0), np.square(feats).sum(0), len(feats)),
+                "sample": feats[np.sort(pick[: self.sample_per_item])].astype(np.float32)}
+
     def units_of(self, u: Utterance, mel: np.ndarray, norm: avg_voice.SpeakerNorm, km) -> list[avg_voice.Segment]:
-        feats = norm.apply(u.speaker, avg_voice.mfcc_features(mel))
+        feats = norm.apply(u.speaker, self.features(u, mel))
         return avg_voice.unit_runs(km.predict(feats))
 
     def kmeans_stats(self, u: Utterance, norm: avg_voice.SpeakerNorm, km) -> None:
@@ -212,11 +242,14 @@ def prepare(corpus_dir: Path, out: Path, opts: PrepOptions, advance: Callable | 
     stats = state.stats
     norm = km = None
     if state.tg is None:
+        state.fit_warps(done)
+        feats = _run(state.feature_moments, [r["utt"] for r in done], opts, advance)
         norm = avg_voice.SpeakerNorm()
-        for r in done:
-            norm.add_moments(r["utt"].speaker, *r.pop("moments"))
-        sample = [norm.apply(r["utt"].speaker, r["sample"]) for r in seen_done]
-        speakers = np.concatenate([[r["utt"].speaker] * len(r["sample"]) for r in seen_done])
+        for f in feats:
+            norm.add_moments(f["utt"].speaker, *f["moments"])
+        seen_feats = [f for f in feats if f["utt"].speaker not in unseen]
+        sample = [norm.apply(f["utt"].speaker, f["sample"]) for f in seen_feats]
+        speakers = np.concatenate([[f["utt"].speaker] * len(f["sample"]) for f in seen_feats])
         km = avg_voice.fit_units(np.concatenate(sample), opts.clusters, opts.seed,
                                  speakers if opts.shared_units else None)
         _run(lambda u: state.kmeans_stats(u, norm, km), [r["utt"] for r in seen_done], opts, advance)
@@ -248,8 +281,10 @@ def prepare(corpus_dir: Path, out: Path, opts: PrepOptions, advance: Callable | 
         "mel": state.settings.model_dump(), "avg_units": opts.avg_units, "units": stats.labels,
         "unit_stats": stats.summary(),
         "alignments": {"folder": str(opts.alignments), "tier": opts.tier} if state.tg is not None else None,
-        "kmeans": {"clusters": opts.clusters, "features": f"{avg_voice.MFCC_COEFFS} MFCCs + deltas, per-speaker "
-                   "mean/variance normalised", "ids": km.ids.tolist(), "centers": np.round(km.centers, 4).tolist(),
+        "kmeans": {"clusters": opts.clusters, "features": f"{avg_voice.MFCC_COEFFS} MFCCs + deltas"
+                   f"{' of VTLN-warped mels' if opts.vtln else ''}, per-speaker mean/variance normalised",
+                   "vtln": {spk: round(a, 4) for spk, a in sorted(state.warps.items())} if opts.vtln else None,
+                   "ids": km.ids.tolist(), "centers": np.round(km.centers, 4).tolist(),
                    "dropped": {f"u{k}": v for k, v in km.dropped.items()}} if km else None,
         "ge2e": {"weights": "resemblyzer/pretrained.pt (RTVC step 1564501)", "stft_pad": state.ge2e.pad_mode,
                  "partial_frames": 160, "partial_step": 80, "min_coverage": 0.75},

@@ -29,6 +29,9 @@ def prep_diffvc(
         "--keep-speaker-units", help="Keep k-means units one speaker dominates (by default they are dropped and "
                                      "their frames go to the nearest shared unit: their average voice would be that "
                                      "speaker's).")] = False,
+    vtln_on: Annotated[bool, typer.Option(
+        "--vtln/--no-vtln", help="k-means: cluster the MFCCs of vocal-tract-length-normalised mels (one warp "
+                                 "factor per speaker, from its long-term average spectrum).")] = True,
     tier: Annotated[str, typer.Option("--tier", help="Name of the TextGrid phone tier.")] = "phones",
     unseen: Annotated[str | None, typer.Option(
         "--unseen", help="Comma-separated speakers held out as unseen test speakers.")] = None,
@@ -79,11 +82,12 @@ def prep_diffvc(
             raise BadInput(out, "output folder exists and is not a diffvc dataset; choose an empty folder")
     names = [s.strip() for s in unseen.split(",") if s.strip()] if unseen else None
     opts = PrepOptions(alignments=alignments, avg_units=units, clusters=clusters, shared_units=not speaker_units,
+                       vtln=vtln_on,
                        tier=tier, unseen=names,
                        unseen_fraction=unseen_fraction, valid_fraction=valid_fraction, workers=workers, seed=seed,
                        mic=mic)
     n = len(discover(corpus, mic).utterances)  # a quick scan, so the bar knows its length
-    passes = 3 if units == "kmeans" else 2
+    passes = 4 if units == "kmeans" else 2
     with prep_progress(n * passes, "prep diffvc", out=out, unit="steps",
                        then=f"{out} is unfinished: run the same command again") as advance:
         summary = prepare(corpus, out, opts, advance=advance)
