@@ -198,3 +198,28 @@ def test_workers_and_reruns_give_the_same_dataset(tmp_path):
         a, b = np.load(path), np.load(tmp_path / "two" / path.relative_to(tmp_path / "one"))
         for key in a.files:
             np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_kmeans_cli_reports_vtln_and_workers_agree(tmp_path, capfd):
+    """`--avg-units kmeans` on the command line: one VTLN factor per speaker (geometric mean 1) in the summary and
+    dataset.json, none with --no-vtln; two workers write the same dataset as one."""
+    from voxtool.cli import main
+
+    c = _tiny_corpus(tmp_path)
+    runs = {"one": ["--workers", "1"], "two": ["--workers", "2"], "plain": ["--no-vtln"]}
+    summaries = {}
+    for name, extra in runs.items():
+        capfd.readouterr()
+        code = main(["prep", "diffvc", str(c.root), str(tmp_path / name), "--avg-units", "kmeans", "--clusters", "4",
+                     "--json", *extra])
+        captured = capfd.readouterr()
+        assert code == 0, captured.err
+        summaries[name] = json.loads(captured.out)
+    factors = summaries["one"]["vtln"]
+    assert set(factors) == {"spk0", "spk1"} and np.prod(list(factors.values())) == pytest.approx(1.0, abs=1e-3)
+    assert factors["spk0"] != factors["spk1"]  # the two voices' tracts differ
+    assert summaries["plain"]["vtln"] is None
+    assert json.loads((tmp_path / "one" / "dataset.json").read_text())["kmeans"]["vtln"] == factors
+    for path in sorted((tmp_path / "one" / "items").rglob("*.npz")):
+        a, b = np.load(path), np.load(tmp_path / "two" / path.relative_to(tmp_path / "one"))
+        np.testing.assert_array_equal(a["avg_mel"], b["avg_mel"])

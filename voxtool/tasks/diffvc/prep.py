@@ -62,6 +62,7 @@ class PrepSummary:
     splits: dict[str, int]
     seconds: float
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    vtln: dict[str, float] | None = None  # k-means with VTLN: each speaker's warp factor
 
 
 def _write_npz(path: Path, **arrays: np.ndarray) -> None:
@@ -295,4 +296,4 @@ def prepare(corpus_dir: Path, out: Path, opts: PrepOptions, advance: Callable | 
     }
     write_json(out / "dataset.json", meta, indent=1, trailing_newline=True)
     return PrepSummary(out, corpus.layout, opts.avg_units, stats.labels, meta["speakers"], meta["splits"], seconds,
-                       skipped)
+                       skipped, meta["kmeans"]["vtln"] if km else None)

@@ -93,7 +93,7 @@ def prep_diffvc(
         summary = prepare(corpus, out, opts, advance=advance)
     if json_out:
         emit_json({"out": str(out), "layout": summary.layout, "avg_units": summary.avg_units, "units": summary.units,
-                   "splits": summary.splits, "speakers": summary.speakers, "hours": round(summary.seconds / 3600, 4),
+                   "splits": summary.splits, "speakers": summary.speakers, "vtln": summary.vtln, "hours": round(summary.seconds / 3600, 4),
                    "skipped": [{"input": p, "reason": r} for p, r in summary.skipped]})
         return
     for path, reason in summary.skipped:
@@ -102,4 +102,6 @@ def prep_diffvc(
             ["unseen speakers", sum(1 for s in summary.speakers.values() if s["split"] == "unseen")],
             *[[f"{k} items", v] for k, v in summary.splits.items()], ["hours", round(summary.seconds / 3600, 3)],
             [f"{summary.avg_units} units", len(summary.units)], ["skipped", len(summary.skipped)]]
+    if summary.vtln:
+        rows.insert(-1, ["VTLN factors", f"{min(summary.vtln.values()):.3f} - {max(summary.vtln.values()):.3f}"])
     print_table(f"prep diffvc -> {out}", ["", "value"], rows)
