@@ -10,6 +10,7 @@ diffvc-encoder-tiny (150 steps) and diffvc-tiny (the encoder frozen; lr 2e-3, 32
 as tests/diffvc/test_convert.py does (`--targets-only`: prep only). Reported:
 - `target_gap`: mean |avg_mel_A - avg_mel_B| / mean |mel_A - mel_B| over parallel utterances of two voices (how
   much speaker the targets themselves keep; 0 = none);
+- `unit_phone_nmi`: normalised mutual information between the target units and the TextGrid phones (1 for phones);
 - `encoder_gap`: the same ratio for the trained encoder's outputs (the prior mean the decoder starts from);
 - `encoder_valid`: the encoder's best held-out masked MSE to its own targets;
 - the conversion measures of `eval diffvc` on the seen voices (8 conversions, ML-6, Griffin-Lim): GE2E cosine to
@@ -61,11 +62,32 @@ def _gap(corpus, dataset: Path, transform=None) -> float:
     return float(np.mean(num) / np.mean(den))
 
 
+def _unit_phone_nmi(corpus, dataset: Path) -> float:
+    """Normalised mutual information between the frames' target units (one distinct avg_mel column per unit) and
+    the TextGrid phones: 1 when units and phones are the same partition of the frames."""
+    import numpy as np
+    from sklearn.metrics import normalized_mutual_info_score
+
+    from voxtool.tasks.diffvc import avg_voice
+
+    units, phones = [], []
+    for u in corpus.utterances:
+        avg = np.load(dataset / "items" / u.speaker / f"{u.wav.stem}.npz")["avg_mel"]
+        label = np.full(avg.shape[1], "?", dtype=object)
+        for a, b, phone in avg_voice.interval_frames(avg_voice.read_phone_intervals(u.textgrid), avg.shape[1],
+                                                     22050, 256):
+            label[a:b] = phone
+        units += [hash(avg[:, i].tobytes()) for i in range(avg.shape[1])]
+        phones += list(label)
+    return float(normalized_mutual_info_score(phones, units))
+
+
 def _targets(corpus, data: Path, kind: str, seed: int) -> dict:
     meta = json.loads((data / "dataset.json").read_text())
     km = meta.get("kmeans") or {}
-    return {"seed": seed, "kind": kind, "target_gap": _gap(corpus, data), "dropped": len(km.get("dropped") or {}),
-            "vtln": km.get("vtln")}
+    return {"seed": seed, "kind": kind, "target_gap": _gap(corpus, data),
+            "unit_phone_nmi": _unit_phone_nmi(corpus, data),
+            "dropped": len(km.get("dropped") or {}), "vtln": km.get("vtln")}
 
 
 def run_kind(corpus, base: Path, kind: str, seed: int, enc_steps: int, dec_steps: int, sampler_steps: int,
