@@ -70,12 +70,13 @@ def _unit_phone_nmi(corpus, dataset: Path) -> float:
 
     from voxtool.tasks.diffvc import avg_voice
 
+    mel = json.loads((dataset / "dataset.json").read_text())["mel"]
     units, phones = [], []
     for u in corpus.utterances:
         avg = np.load(dataset / "items" / u.speaker / f"{u.wav.stem}.npz")["avg_mel"]
         label = np.full(avg.shape[1], "?", dtype=object)
         for a, b, phone in avg_voice.interval_frames(avg_voice.read_phone_intervals(u.textgrid), avg.shape[1],
-                                                     22050, 256):
+                                                     mel["sample_rate"], mel["hop_length"]):
             label[a:b] = phone
         units += [hash(avg[:, i].tobytes()) for i in range(avg.shape[1])]
         phones += list(label)

@@ -95,6 +95,7 @@ class _Prep:
         self.unseen = unseen
         self.stats = avg_voice.UnitStats(self.settings.n_mels)  # gathered as items are done, not kept per item
         self.warps: dict[str, float] = {}  # k-means: each speaker's VTLN factor (1 without VTLN)
+        self.centers: np.ndarray | None = None  # mel bin centres (Hz), set where VTLN warps
         self._lock = threading.Lock()
 
     def gather(self, u: Utterance, segments: list[avg_voice.Segment], medians: np.ndarray) -> None:
@@ -157,11 +158,11 @@ class _Prep:
             self.warps = dict.fromkeys(spectra, 1.0)
             return
         s = self.settings
-        centers = vtln.mel_centers_hz(s.n_mels, s.f_min, s.f_max)
-        self.warps, reference = vtln.fit_warps({k: v for k, v in spectra.items() if k not in self.unseen}, centers)
+        self.centers = vtln.mel_centers_hz(s.n_mels, s.f_min, s.f_max)
+        seen = {k: v for k, v in spectra.items() if k not in self.unseen}
+        self.warps, reference = vtln.fit_warps(seen, self.centers)
         for spk in self.unseen & spectra.keys():
-            self.warps[spk] = vtln.fit_warp(spectra[spk], reference, centers)
-        self.centers = centers
+            self.warps[spk] = vtln.fit_warp(spectra[spk], reference, self.centers)
 
     def features(self, u: Utterance, mel: np.ndarray) -> np.ndarray:
         """MFCCs + deltas [F, D] of the speaker's warped mel (not yet speaker-normalised)."""

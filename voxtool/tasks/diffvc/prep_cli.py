@@ -93,7 +93,8 @@ def prep_diffvc(
         summary = prepare(corpus, out, opts, advance=advance)
     if json_out:
         emit_json({"out": str(out), "layout": summary.layout, "avg_units": summary.avg_units, "units": summary.units,
-                   "splits": summary.splits, "speakers": summary.speakers, "vtln": summary.vtln, "hours": round(summary.seconds / 3600, 4),
+                   "splits": summary.splits, "speakers": summary.speakers, "vtln": summary.vtln,
+                   "hours": round(summary.seconds / 3600, 4),
                    "skipped": [{"input": p, "reason": r} for p, r in summary.skipped]})
         return
     for path, reason in summary.skipped:
